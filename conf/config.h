@@ -1,0 +1,204 @@
+/* The configuration: one immutable object per loaded file.
+ *
+ * Every [pgmoat] setting is one row of the settings table (conf/config.c):
+ * name, type, offset into struct config, default, reloadable or not, and a
+ * one-line description.  Parsing, validation, defaults, `--check`, SHOW
+ * CONFIG and doc/config.md all come from that table.
+ *
+ * Reload is parse -> validate -> swap: config_load() builds a new object and
+ * reports every error; the caller swaps pointers only when it succeeded.
+ * Readers hold a reference (config_ref/config_unref, atomic) so a config is
+ * freed when the last worker has moved on.
+ */
+#ifndef PGMOAT_CONF_CONFIG_H
+#define PGMOAT_CONF_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "common/util.h"
+
+#define POOL_MODE_LIST(X)                                                                          \
+	X(POOL_SESSION, "session")                                                                 \
+	X(POOL_TRANSACTION, "transaction")                                                         \
+	X(POOL_STATEMENT, "statement")
+
+#define AUTH_TYPE_LIST(X)                                                                          \
+	X(AUTH_TRUST, "trust")                                                                     \
+	X(AUTH_MD5, "md5")                                                                         \
+	X(AUTH_SCRAM, "scram-sha-256")                                                             \
+	X(AUTH_PLAIN, "plain")
+
+#define X_ENUM(id, name) id,
+enum pool_mode { POOL_MODE_LIST(X_ENUM) POOL_MODE_COUNT };
+enum auth_type { AUTH_TYPE_LIST(X_ENUM) AUTH_TYPE_COUNT };
+#undef X_ENUM
+
+const char *pool_mode_name(enum pool_mode m);
+const char *auth_type_name(enum auth_type a);
+
+/* One [databases] entry, pgbouncer syntax:
+ *   name = host=H port=P dbname=D user=U password=S pool_size=N pool_mode=M
+ *          min_pool_size=N reserve_pool=N max_db_connections=N
+ *          client_encoding=E datestyle=D timezone=T application_name=A
+ * `*` is the fallback for names not listed (dbname defaults to the name the
+ * client asked for). */
+struct db_entry {
+	char *name;
+	char *host; /* NULL: unix socket in the default directory */
+	int port; /* default 5432 */
+	char *dbname; /* NULL: same as the name the client used */
+	char *user; /* forced server user, NULL: the client's user */
+	char *password; /* password for the forced or client user, may be NULL */
+	int pool_size; /* -1: default_pool_size */
+	int min_pool_size; /* -1: global min_pool_size */
+	int reserve_pool; /* -1: global reserve_pool_size */
+	int max_db_connections; /* -1: global max_db_connections */
+	int pool_mode; /* -1: global pool_mode, else enum pool_mode */
+	char *client_encoding; /* startup parameters sent to the server, may be NULL */
+	char *datestyle;
+	char *timezone;
+	char *application_name;
+	int line; /* where it was defined, for messages */
+};
+
+/* One [users] entry:  name = pool_mode=M max_user_connections=N */
+struct user_entry {
+	char *name;
+	int pool_mode; /* -1: unset */
+	int max_user_connections; /* -1: unset */
+	int line;
+};
+
+struct config {
+	/* [pgmoat] settings; keep in step with the table in config.c */
+	struct strlist listen_addr;
+	int listen_port;
+	char *unix_socket_dir; /* "" disables the unix socket */
+	int unix_socket_mode;
+	int workers; /* 0 in the file means: number of cores (resolved at load) */
+	int pool_mode; /* enum pool_mode */
+	int default_pool_size;
+	int min_pool_size;
+	int reserve_pool_size;
+	double reserve_pool_timeout;
+	int max_client_conn;
+	int max_db_connections; /* 0: unlimited */
+	int max_user_connections; /* 0: unlimited */
+	int auth_type; /* enum auth_type */
+	char *auth_file;
+	struct strlist admin_users;
+	struct strlist stats_users;
+	char *logfile;
+	char *pidfile;
+	bool syslog;
+	char *syslog_ident;
+	char *syslog_facility;
+	int verbose;
+	char *server_reset_query;
+	bool server_reset_query_always;
+	double server_lifetime; /* seconds; 0 disables */
+	double server_idle_timeout; /* seconds; 0 disables */
+	double server_connect_timeout; /* seconds */
+	double server_login_retry; /* seconds */
+	double client_login_timeout; /* seconds; 0 disables */
+	double query_wait_timeout; /* seconds; 0 disables */
+	double shutdown_timeout; /* seconds; 0: wait forever */
+	int pkt_buf; /* bytes */
+	int max_packet_size; /* bytes */
+	struct strlist ignore_startup_parameters;
+	bool tcp_keepalive;
+	int listen_backlog;
+
+	/* [databases] and [users] */
+	struct db_entry *dbs;
+	size_t n_dbs;
+	struct user_entry *users;
+	size_t n_users;
+
+	char *path; /* the file it was read from */
+	atomic_int refs; /* see config_ref */
+};
+
+enum setting_type {
+	SETTING_INT,
+	SETTING_BOOL,
+	SETTING_STRING,
+	SETTING_ENUM, /* value is an int; `enum_names` gives the words */
+	SETTING_TIME, /* seconds as a double; accepts "10", "1.5", "500ms", "2s", "1min", "1h" */
+	SETTING_SIZE, /* bytes as an int; accepts "4096", "8kB", "1MB" */
+	SETTING_LIST, /* comma-separated, struct strlist */
+	SETTING_MODE, /* octal file mode, int */
+	/* A file or directory name, char *; a relative one is made absolute
+	 * against the directory of the file that set it. */
+	SETTING_PATH,
+};
+
+struct setting {
+	const char *name;
+	enum setting_type type;
+	size_t offset; /* into struct config */
+	const char *def; /* default, as it would be written in the file */
+	bool reloadable;
+	const char *doc; /* one line */
+	const char *const *enum_names; /* SETTING_ENUM: NULL-terminated */
+	/* Bounds (inclusive): SETTING_INT/SIZE/MODE as is, SETTING_TIME in ms. */
+	long min, max;
+	const char *alias; /* pgbouncer's name for it, if different, or NULL */
+	/* Extra check of a parsed value (`field` points to a value of the
+	 * field's type); may normalise it; on failure writes what was expected
+	 * into `msg`.  May be NULL. */
+	bool (*check)(void *field, char *msg, size_t msglen);
+};
+
+/* The settings table. */
+const struct setting *config_settings(size_t *n);
+const struct setting *config_find_setting(const char *name);
+
+/* Load and validate `path`.  On success returns a config with one reference;
+ * warnings ("file:line: unknown setting 'x' (did you mean 'y'?)", pgbouncer
+ * settings pgmoat ignores) are appended to `warnings`.  On failure returns
+ * NULL and appends every error, each "file:line: message" (or "file:
+ * message" when no line is to blame), to `errors`.  Either list may be NULL.
+ * Checks across settings (min_pool_size <= pool size, auth_file needed,
+ * something to listen on) run once every line is valid.  workers = 0 is
+ * resolved to the number of cores. */
+struct config *config_load(const char *path, struct strlist *errors, struct strlist *warnings)
+        __attribute__((warn_unused_result));
+
+/* A config with every default and no databases (tests, --help); workers is
+ * resolved to the number of cores, path is NULL. */
+struct config *config_defaults(void);
+
+void config_ref(struct config *c);
+void config_unref(struct config *c);
+
+/* doc/config.md: every setting, [databases] and [users] parameter, in
+ * Markdown, generated from the tables (a unit test keeps the file in step). */
+void config_write_doc(FILE *f);
+
+/* The value of setting `s` in `c`, formatted as it would be written in the
+ * file.  Returns the length that was needed (like snprintf). */
+size_t config_format(const struct config *c, const struct setting *s, char *buf, size_t len);
+
+/* Calls `fn` for every non-reloadable setting whose value differs between
+ * `old` and `new` (reload names them as needing a restart). */
+void config_changed_restart_keys(const struct config *old, const struct config *new,
+                                 void (*fn)(const struct setting *s, void *arg), void *arg);
+
+/* The [databases] entry for `name`, else the `*` entry, else NULL. */
+const struct db_entry *config_find_db(const struct config *c, const char *name);
+const struct user_entry *config_find_user(const struct config *c, const char *name);
+
+/* Effective per-database values (entry's own value, else the global one);
+ * `db` and `user` may be NULL. */
+int db_pool_size(const struct config *c, const struct db_entry *db);
+int db_min_pool_size(const struct config *c, const struct db_entry *db);
+int db_reserve_pool(const struct config *c, const struct db_entry *db);
+int db_max_connections(const struct config *c, const struct db_entry *db);
+enum pool_mode db_pool_mode(const struct config *c, const struct db_entry *db,
+                            const struct user_entry *user);
+
+#endif

@@ -1,0 +1,167 @@
+/* Server pools, one per (database name, user name), shared by all workers.
+ *
+ * A pool does not know the client and server structs of proxy/: a server
+ * connection embeds a `struct pool_member`, a client waiting for one embeds a
+ * `struct pool_waiter`.  Everything in a pool is guarded by its mutex, taken
+ * only when a server is handed out or given back, never while relaying.
+ *
+ * Idle servers and waiting clients are kept per worker, because a server's
+ * socket is watched by one worker's loop.  Waiters take a ticket from the
+ * pool, so the oldest waiter on any worker is served first: a server freed on
+ * worker A for a waiter on worker B is detached by A and handed to B
+ * (pool_give() says so; proxy/worker.c moves it).
+ */
+#ifndef PGMOAT_POOL_POOL_H
+#define PGMOAT_POOL_POOL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/list.h"
+#include "conf/config.h"
+
+struct pool_member {
+	struct list node; /* on the owning worker's idle list */
+	int worker;
+	bool idle;
+};
+
+enum waiter_state { WAITER_NONE, WAITER_QUEUED, WAITER_HANDOFF };
+
+struct pool_waiter {
+	struct list node;
+	int worker;
+	uint64_t ticket;
+	uint64_t since_usec;
+	enum waiter_state state;
+	uint64_t client_id; /* lets the receiving worker find the client, or see it is gone */
+};
+
+/* Where servers of a pool connect to, copied from the [databases] entry. */
+struct pool_target {
+	char *host; /* NULL or "/dir": unix socket */
+	int port;
+	char *dbname;
+	char *user;     /* server user */
+	char *password; /* may be NULL */
+	char *client_encoding, *datestyle, *timezone, *application_name;
+};
+
+/* A shared connection counter (per database name, per user name). */
+struct pool_counter {
+	char *name;
+	atomic_int n;
+	struct pool_counter *next;
+};
+
+struct pool_local {
+	struct list idle;    /* struct pool_member */
+	struct list waiting; /* struct pool_waiter, FIFO */
+	int n_idle;
+	int n_waiting;
+};
+
+struct pool {
+	pthread_mutex_t lock;
+	char *name;      /* database name as the client uses it */
+	char *user;      /* client user name */
+	struct pool *next;
+
+	/* Limits, refreshed on reload. */
+	int pool_size;
+	int reserve_pool;
+	int min_pool_size;
+	int max_db_connections;
+	int max_user_connections;
+	double reserve_pool_timeout;
+	enum pool_mode mode;
+
+	struct pool_target target; /* guarded by lock; copied at connect */
+	uint32_t target_gen;       /* bumped when the target changes on reload */
+	bool gone;                 /* its [databases] entry disappeared on reload */
+
+	int n_servers; /* connecting + live, all workers */
+	int n_connecting;
+	int n_waiting;
+	uint64_t next_ticket;
+	struct pool_counter *db_count;
+	struct pool_counter *user_count;
+	struct pool_local *local; /* [n_workers] */
+
+	/* SCRAM keys proven by a client, used to log in to the server when the
+	 * auth file holds only a verifier. */
+	bool have_scram_keys;
+	uint8_t scram_client_key[32];
+	uint8_t scram_server_key[32];
+
+	/* The last failed server login, for clients that wait on this pool. */
+	char last_error[256];
+	char last_sqlstate[6];
+	uint64_t retry_at_usec;
+
+	/* Statistics (guarded by lock). */
+	uint64_t servers_opened, servers_closed, waits;
+};
+
+void pool_registry_init(int n_workers);
+void pool_registry_destroy(void);
+
+/* Find or create the pool for (database, user).  The target and limits are
+ * taken from `cfg` when the pool is created. */
+struct pool *pool_get(const struct config *cfg, const struct db_entry *db, const char *dbname,
+		      const char *user);
+/* Refresh limits and targets of every pool from a newly loaded config. */
+void pool_registry_reload(const struct config *cfg);
+void pool_registry_foreach(void (*fn)(struct pool *p, void *arg), void *arg);
+
+enum pool_take {
+	POOL_TAKE_IDLE,    /* *m is an idle server on this worker */
+	POOL_TAKE_CONNECT, /* waiter queued; open a new server on this worker */
+	POOL_TAKE_WAIT,    /* waiter queued; *steal_from >= 0: ask that worker */
+	POOL_TAKE_FAIL,    /* no server can be had now: last_error says why */
+};
+
+/* Ask for a server for `w` (queued or not).  On IDLE the waiter is not (or no
+ * longer) queued. */
+enum pool_take pool_take(struct pool *p, int worker, struct pool_waiter *w, bool allow_reserve,
+			 uint64_t now, struct pool_member **m, int *steal_from);
+
+enum pool_give_kind {
+	POOL_GIVE_LOCAL,  /* pair with *waiter, on this worker */
+	POOL_GIVE_REMOTE, /* detach the server and hand it to worker `worker` for `client_id` */
+	POOL_GIVE_IDLE,   /* put on this worker's idle list (done) */
+};
+
+struct pool_give {
+	enum pool_give_kind kind;
+	struct pool_waiter *waiter; /* LOCAL */
+	int worker;                 /* REMOTE */
+	uint64_t client_id;         /* REMOTE */
+};
+
+/* A new server finished logging in (call before offering it). */
+void pool_connected(struct pool *p);
+/* A server on `worker` is free (new, or released and reset). */
+struct pool_give pool_give(struct pool *p, int worker, struct pool_member *m, uint64_t now);
+/* Take one idle server off `worker` for another worker's waiter (STEAL). */
+bool pool_take_idle(struct pool *p, int worker, struct pool_member **m);
+/* A waiter gives up (client gone or timed out).  Returns its state before. */
+enum waiter_state pool_waiter_remove(struct pool *p, struct pool_waiter *w);
+/* A server closed (idle or not).  Returns the worker whose waiters should be
+ * looked at again (a slot freed), or -1. */
+int pool_server_closed(struct pool *p, struct pool_member *m);
+/* A connect or login failed: remember why; returns like pool_server_closed. */
+int pool_connect_failed(struct pool *p, const char *sqlstate, const char *message, uint64_t now,
+			double retry_sec);
+/* The oldest waiter on `worker`, or NULL. */
+struct pool_waiter *pool_first_waiter(struct pool *p, int worker);
+/* A copy of the target (free with pool_target_free). */
+void pool_target_copy(struct pool *p, struct pool_target *out, uint32_t *gen);
+void pool_target_free(struct pool_target *t);
+/* Reserve a slot for a server opened to keep min_pool_size; false if full. */
+bool pool_reserve_slot(struct pool *p);
+int pool_idle_count(struct pool *p);
+
+#endif

@@ -1,0 +1,105 @@
+/* Client connections: applications connected to pgmoat.
+ *
+ *   startup -> auth -> waiting -> active -> closing
+ *
+ * In session pooling a client waits for a server right after logging in and
+ * keeps it until it disconnects.
+ */
+#ifndef PGMOAT_PROXY_CLIENT_H
+#define PGMOAT_PROXY_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "auth/scram.h"
+#include "common/list.h"
+#include "pool/pool.h"
+#include "proxy/proto.h"
+#include "proxy/relay.h"
+
+#define CLIENT_STATE_LIST(X) \
+	X(CL_STARTUP, "startup") \
+	X(CL_AUTH, "auth") \
+	X(CL_WAITING, "waiting") \
+	X(CL_ACTIVE, "active") \
+	X(CL_CLOSING, "closing")
+
+#define X_ENUM(id, name) id,
+enum client_state { CLIENT_STATE_LIST(X_ENUM) CLIENT_STATE_COUNT };
+#undef X_ENUM
+
+struct worker;
+struct server;
+
+enum client_auth_step { CA_NONE, CA_CLEARTEXT, CA_MD5, CA_SCRAM_FIRST, CA_SCRAM_FINAL };
+
+struct client {
+	struct conn conn;
+	enum client_state state;
+	struct list node; /* on w->clients[state] */
+	struct worker *w;
+	uint64_t id;
+	char addr[96];
+	bool is_unix;
+
+	char *user;
+	char *dbname;
+	struct params params; /* startup parameters to apply on the server */
+
+	struct pool *pool;
+	struct pool_waiter waiter;
+	struct server *server;
+
+	uint32_t cancel_pid;
+	uint32_t cancel_key;
+	struct client *cancel_next;
+
+	uint64_t created_usec;
+	uint64_t state_since_usec;
+
+	/* auth */
+	enum client_auth_step auth_step;
+	uint8_t md5_salt[4];
+	char *secret; /* stored secret of the user, or NULL */
+	struct scram_server *scram;
+
+	bool counted;     /* counts towards max_client_conn */
+	bool over_limit;  /* max_client_conn reached: refuse after startup */
+	bool welcomed;    /* got ReadyForQuery from us */
+	bool closing_after_flush;
+};
+
+const char *client_state_name(enum client_state s);
+
+/* A new connection accepted by worker `w`. */
+void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
+		   bool is_unix);
+/* Send a FATAL error (once flushed, close) and log it. */
+void client_fatal(struct client *c, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void client_close(struct client *c, const char *why);
+void client_set_state(struct client *c, enum client_state state);
+/* Ask the pool for a server (again). */
+void client_acquire(struct client *c, bool allow_reserve);
+/* The pool gave the waiting client a server. */
+void client_got_server(struct client *c, struct server *s);
+/* Its server died while linked. */
+void client_server_lost(struct client *c, const char *why);
+/* Relay what the client sent to its server. */
+void client_pump(struct client *c);
+/* Flush pgmoat's own messages and the server's relayed bytes to the client;
+ * false if the client was closed. */
+bool client_flush(struct client *c);
+/* The linked server went idle (ReadyForQuery) — shutdown checks. */
+void client_server_idle(struct client *c);
+void client_free(struct client *c);
+/* Timeouts of worker `w`'s clients, and waiters looked at again. */
+void client_sweep(struct worker *w, uint64_t now);
+/* Look at worker `w`'s waiters of pool `p` again (a server slot freed). */
+void client_kick_pool(struct worker *w, struct pool *p);
+/* Log with the client's address, database and user. */
+void log_client(const struct client *c, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,268 @@
+#include <config.h>
+
+#include "proxy/client_auth.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/md5.h"
+#include "auth/scram.h"
+#include "auth/userlist.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "proxy/client.h"
+#include "proxy/proto.h"
+#include "proxy/worker.h"
+
+/* The longest password or SASL message a client may send. */
+#define AUTH_MSG_MAX 16384
+
+static void auth_failed(struct client *c, const char *detail)
+{
+	log_client(c, LL_WARNING, "authentication failed: %s", detail);
+	client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+void client_auth_clear(struct client *c)
+{
+	if (c->scram) {
+		scram_server_clear(c->scram);
+		free(c->scram);
+		c->scram = NULL;
+	}
+	if (c->secret) {
+		secure_zero(c->secret, strlen(c->secret));
+		free(c->secret);
+		c->secret = NULL;
+	}
+}
+
+/* Seed for the mock SCRAM secret of unknown users: per process, so the
+ * answer for one name stays the same across attempts. */
+static const uint8_t *mock_seed(void)
+{
+	static uint8_t seed[32];
+	static atomic_bool ready;
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	if (!atomic_load(&ready)) {
+		pthread_mutex_lock(&lock);
+		if (!atomic_load(&ready)) {
+			if (!random_bytes(seed, sizeof(seed)))
+				memset(seed, 0x5a, sizeof(seed));
+			atomic_store(&ready, true);
+		}
+		pthread_mutex_unlock(&lock);
+	}
+	return seed;
+}
+
+static void begin_scram(struct client *c)
+{
+	struct scram_secret secret;
+	bool have = false;
+	if (c->secret) {
+		switch (secret_kind_of(c->secret)) {
+		case SECRET_SCRAM:
+			have = scram_parse_secret(c->secret, &secret);
+			break;
+		case SECRET_PLAIN: {
+			uint8_t salt[16];
+			have = random_bytes(salt, sizeof(salt)) &&
+			       scram_secret_from_password(c->secret, salt, sizeof(salt),
+							  SCRAM_DEFAULT_ITERATIONS, &secret);
+			break;
+		}
+		case SECRET_MD5:
+			log_client(c, LL_WARNING, "the auth file has an MD5 hash for this user; SCRAM needs a plain password or a SCRAM verifier");
+			break;
+		}
+	}
+	c->scram = xcalloc(1, sizeof(*c->scram));
+	scram_server_init(c->scram, have ? &secret : NULL, c->user, mock_seed(), 32);
+	secure_zero(&secret, sizeof(secret));
+	c->auth_step = CA_SCRAM_FIRST;
+	proto_auth_sasl(&c->conn.out, SCRAM_MECHANISM);
+	client_flush(c);
+}
+
+void client_auth_begin(struct client *c)
+{
+	const struct snapshot *snap = c->w->snap;
+	const char *secret = userlist_lookup(snap->users, c->user);
+	c->secret = secret ? xstrdup(secret) : NULL;
+	switch (snap->cfg->auth_type) {
+	case AUTH_TRUST:
+		client_auth_clear(c);
+		client_login(c, NULL, NULL);
+		return;
+	case AUTH_PLAIN:
+		c->auth_step = CA_CLEARTEXT;
+		proto_auth(&c->conn.out, AUTH_REQ_CLEARTEXT, NULL, 0);
+		client_flush(c);
+		return;
+	case AUTH_MD5:
+		if (c->secret && secret_kind_of(c->secret) == SECRET_SCRAM) {
+			begin_scram(c);
+			return;
+		}
+		if (!random_bytes(c->md5_salt, sizeof(c->md5_salt))) {
+			client_fatal(c, "58000", "could not generate a random salt");
+			return;
+		}
+		c->auth_step = CA_MD5;
+		proto_auth(&c->conn.out, AUTH_REQ_MD5, c->md5_salt, sizeof(c->md5_salt));
+		client_flush(c);
+		return;
+	case AUTH_SCRAM:
+	default:
+		begin_scram(c);
+		return;
+	}
+}
+
+static bool check_cleartext(struct client *c, const char *pw)
+{
+	if (!c->secret)
+		return false;
+	switch (secret_kind_of(c->secret)) {
+	case SECRET_PLAIN:
+		return strlen(pw) == strlen(c->secret) && ct_equal(pw, c->secret, strlen(pw));
+	case SECRET_MD5: {
+		char h[MD5_PASSWD_LEN + 1];
+		md5_password_hash(pw, c->user, h);
+		bool ok = ct_equal(h, c->secret, sizeof(h));
+		secure_zero(h, sizeof(h));
+		return ok;
+	}
+	case SECRET_SCRAM: {
+		struct scram_secret stored, derived;
+		bool ok = scram_parse_secret(c->secret, &stored) &&
+			  scram_secret_from_password(pw, stored.salt, stored.salt_len,
+						     stored.iterations, &derived) &&
+			  ct_equal(stored.stored_key, derived.stored_key, SCRAM_KEY_LEN);
+		secure_zero(&stored, sizeof(stored));
+		secure_zero(&derived, sizeof(derived));
+		return ok;
+	}
+	}
+	return false;
+}
+
+static void scram_first(struct client *c, const uint8_t *body, uint32_t len)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	const char *mech = reader_str(&r);
+	uint32_t n = reader_u32(&r);
+	const uint8_t *data = r.bad ? NULL : reader_bytes(&r, n);
+	if (!mech || r.bad || n == UINT32_MAX || !data || reader_left(&r) != 0) {
+		client_fatal(c, "08P01", "malformed SASLInitialResponse message");
+		return;
+	}
+	if (strcmp(mech, SCRAM_MECHANISM) != 0) {
+		client_fatal(c, "08P01", "client selected an invalid SASL authentication mechanism");
+		return;
+	}
+	char *out = NULL;
+	size_t out_len = 0;
+	enum scram_status st = scram_server_first(c->scram, data, n, &out, &out_len);
+	if (st != SCRAM_CONTINUE) {
+		free(out);
+		client_fatal(c, "08P01", "malformed SCRAM message");
+		return;
+	}
+	c->auth_step = CA_SCRAM_FINAL;
+	proto_auth(&c->conn.out, AUTH_REQ_SASL_CONTINUE, out, out_len);
+	free(out);
+	client_flush(c);
+}
+
+static void scram_final(struct client *c, const uint8_t *body, uint32_t len)
+{
+	char *out = NULL;
+	size_t out_len = 0;
+	enum scram_status st = scram_server_final(c->scram, body, len, &out, &out_len);
+	if (st == SCRAM_PROTO) {
+		free(out);
+		client_fatal(c, "08P01", "malformed SCRAM message");
+		return;
+	}
+	if (st != SCRAM_DONE) {
+		free(out);
+		auth_failed(c, c->secret ? "wrong password (SCRAM)" : "no such user (SCRAM)");
+		return;
+	}
+	proto_auth(&c->conn.out, AUTH_REQ_SASL_FINAL, out, out_len);
+	free(out);
+	uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN];
+	bool keys = c->secret && secret_kind_of(c->secret) == SECRET_SCRAM;
+	memcpy(ck, c->scram->client_key, SCRAM_KEY_LEN);
+	memcpy(sk, c->scram->secret.server_key, SCRAM_KEY_LEN);
+	client_auth_clear(c);
+	client_login(c, keys ? ck : NULL, keys ? sk : NULL);
+	secure_zero(ck, sizeof(ck));
+	secure_zero(sk, sizeof(sk));
+}
+
+void client_auth_step(struct client *c)
+{
+	struct buf *b = &c->conn.in;
+	if (c->closing_after_flush || c->state != CL_AUTH)
+		return;
+	uint8_t type;
+	uint32_t len;
+	enum frame_status fs = frame_next(&c->conn.frame, b, AUTH_MSG_MAX, &type, &len);
+	if (fs == FRAME_MORE)
+		return;
+	if (fs == FRAME_BAD) {
+		client_fatal(c, "08P01", "invalid authentication message length");
+		return;
+	}
+	if (type != 'p') {
+		client_fatal(c, "08P01", "expected password response, got message type %d", type);
+		return;
+	}
+	if (!frame_whole(b, len)) {
+		if (len + 1 > b->cap - b->parsed)
+			buf_compact(b);
+		if (!frame_fits(b, len))
+			client_fatal(c, "08P01", "authentication message larger than the buffer");
+		return;
+	}
+	const uint8_t *body = frame_body(b);
+	uint32_t blen = len - 4;
+	frame_skip(b, len);
+	switch (c->auth_step) {
+	case CA_CLEARTEXT:
+	case CA_MD5: {
+		const uint8_t *nul = memchr(body, '\0', blen);
+		if (!nul || (uint32_t)(nul - body) + 1 != blen) {
+			client_fatal(c, "08P01", "invalid password packet");
+			return;
+		}
+		bool ok = c->auth_step == CA_CLEARTEXT ?
+				  check_cleartext(c, (const char *)body) :
+				  (c->secret && secret_kind_of(c->secret) != SECRET_SCRAM &&
+				   md5_check_response(c->secret, c->user, c->md5_salt,
+						      (const char *)body, blen - 1));
+		if (!ok) {
+			auth_failed(c, c->secret ? "wrong password" : "no such user");
+			return;
+		}
+		client_auth_clear(c);
+		client_login(c, NULL, NULL);
+		return;
+	}
+	case CA_SCRAM_FIRST:
+		scram_first(c, body, blen);
+		return;
+	case CA_SCRAM_FINAL:
+		scram_final(c, body, blen);
+		return;
+	default:
+		client_fatal(c, "08P01", "unexpected password message");
+		return;
+	}
+}

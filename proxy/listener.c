@@ -1,0 +1,185 @@
+#include <config.h>
+
+#include "proxy/listener.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "proxy/client.h"
+#include "proxy/worker.h"
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct worker *w = io->data;
+	bool is_unix = io == &w->unix_io;
+	(void)loop;
+	(void)revents;
+	/* Take a bounded batch, then let other events run. */
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			if (errno == EMFILE || errno == ENFILE) {
+				log_error("accept: %s (raise the open-file limit)", strerror(errno));
+				return;
+			}
+			log_error("accept: %s", strerror(errno));
+			return;
+		}
+		client_accept(w, fd, (struct sockaddr *)&ss, len, is_unix);
+	}
+}
+
+static int open_one(const struct addrinfo *ai, int backlog, char *name, size_t name_len)
+{
+	char host[NI_MAXHOST], serv[NI_MAXSERV];
+	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), serv, sizeof(serv),
+			NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		strlcopy(host, "?", sizeof(host));
+	snprintf(name, name_len, ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int e = errno;
+	close(fd);
+	errno = e;
+	return -1;
+}
+
+static bool add_listener(struct worker *w, int fd)
+{
+	if (w->n_listen >= MAX_LISTENERS) {
+		close(fd);
+		log_error("too many listening addresses (at most %d)", MAX_LISTENERS);
+		return false;
+	}
+	ev_io *io = &w->listen_io[w->n_listen++];
+	ev_io_init(io, accept_cb, fd, EV_READ);
+	io->data = w;
+	return true;
+}
+
+bool listener_open_tcp(struct worker *w, const struct config *cfg)
+{
+	char port[16];
+	snprintf(port, sizeof(port), "%d", cfg->listen_port);
+	for (size_t i = 0; i < cfg->listen_addr.n; i++) {
+		const char *addr = cfg->listen_addr.items[i];
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+		struct addrinfo *res = NULL;
+		bool any = strcmp(addr, "*") == 0;
+		int rc = getaddrinfo(any ? NULL : addr, port, &hints, &res);
+		if (rc != 0) {
+			log_error("listen_addr %s: %s", addr, gai_strerror(rc));
+			return false;
+		}
+		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+			char name[128];
+			int fd = open_one(ai, cfg->listen_backlog, name, sizeof(name));
+			if (fd < 0) {
+				/* "*" on a host without IPv6 still listens on IPv4. */
+				if (any && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL))
+					continue;
+				log_error("could not listen on %s: %s", name, strerror(errno));
+				freeaddrinfo(res);
+				return false;
+			}
+			if (!add_listener(w, fd)) {
+				freeaddrinfo(res);
+				return false;
+			}
+			if (w->id == 0)
+				log_info("listening on %s", name);
+		}
+		freeaddrinfo(res);
+	}
+	return true;
+}
+
+int listener_open_unix(const struct config *cfg, char *path, size_t path_len)
+{
+	path[0] = '\0';
+	if (!cfg->unix_socket_dir || !*cfg->unix_socket_dir)
+		return -1;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir,
+			 cfg->listen_port);
+	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+		log_error("unix_socket_dir %s: path too long", cfg->unix_socket_dir);
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_error("unix socket: %s", strerror(errno));
+		return -1;
+	}
+	/* A socket file left by a dead pgmoat is replaced; a live one is not. */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		log_error("%s: another process is listening there", sun.sun_path);
+		close(fd);
+		return -1;
+	}
+	unlink(sun.sun_path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(sun.sun_path, (mode_t)cfg->unix_socket_mode) < 0 ||
+	    listen(fd, cfg->listen_backlog) < 0) {
+		log_error("could not listen on %s: %s", sun.sun_path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	strlcopy(path, sun.sun_path, path_len);
+	log_info("listening on unix:%s", sun.sun_path);
+	return fd;
+}
+
+void listener_start(struct worker *w)
+{
+	for (int i = 0; i < w->n_listen; i++)
+		ev_io_start(w->loop, &w->listen_io[i]);
+	if (w->rt->unix_fd >= 0) {
+		ev_io_init(&w->unix_io, accept_cb, w->rt->unix_fd, EV_READ);
+		w->unix_io.data = w;
+		ev_io_start(w->loop, &w->unix_io);
+	}
+	w->listening = true;
+}
+
+void listener_stop(struct worker *w)
+{
+	for (int i = 0; i < w->n_listen; i++)
+		ev_io_stop(w->loop, &w->listen_io[i]);
+	if (w->rt->unix_fd >= 0)
+		ev_io_stop(w->loop, &w->unix_io);
+	w->listening = false;
+}
+
+void listener_close(struct worker *w)
+{
+	listener_stop(w);
+	for (int i = 0; i < w->n_listen; i++)
+		close(w->listen_io[i].fd);
+	w->n_listen = 0;
+}

@@ -1,0 +1,308 @@
+/* pgmoat: command line, start-up, and the control thread (signals, reload,
+ * shutdown). */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/userlist.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "conf/config.h"
+#include "pool/pool.h"
+#include "proxy/listener.h"
+#include "proxy/process.h"
+#include "proxy/runtime.h"
+#include "proxy/worker.h"
+
+static const char usage[] =
+	"pgmoat " PACKAGE_VERSION " - PostgreSQL connection pooler and proxy\n"
+	"\n"
+	"Usage: pgmoat [OPTION]... CONFIG\n"
+	"\n"
+	"  -d, --daemon     run in the background (writes pidfile if set)\n"
+	"  -v, --verbose    more log output (repeat for more)\n"
+	"  -q, --quiet      log nothing to stderr but warnings and errors\n"
+	"      --check      validate CONFIG and its auth_file, list every error, exit\n"
+	"  -V, --version    print the version and exit\n"
+	"  -h, --help       print this help and exit\n"
+	"\n"
+	"Signals: SIGHUP reloads CONFIG and reopens the log file; SIGTERM stops\n"
+	"accepting and lets running transactions finish (up to shutdown_timeout);\n"
+	"SIGINT closes every connection at once.\n";
+
+struct control {
+	struct runtime rt;
+	const char *config_path;
+	int verbose_flags;
+	bool quiet;
+	ev_signal sighup, sigterm, sigint;
+	ev_timer shutdown_timer;
+	char *pidfile;
+};
+
+static enum log_level level_for(const struct config *cfg, int flags, bool quiet)
+{
+	if (quiet)
+		return LL_WARNING;
+	int l = LL_INFO + cfg->verbose + flags;
+	return l > LL_TRACE ? LL_TRACE : (enum log_level)l;
+}
+
+/* Load CONFIG and its auth file; on failure every error was logged. */
+static struct snapshot *load_snapshot(const char *path, bool to_stderr)
+{
+	struct strlist errors, warnings;
+	strlist_init(&errors);
+	strlist_init(&warnings);
+	struct config *cfg = config_load(path, &errors, &warnings);
+	struct userlist *users = NULL;
+	if (cfg) {
+		users = userlist_load(cfg->auth_file, &errors);
+		if (!users) {
+			config_unref(cfg);
+			cfg = NULL;
+		}
+	}
+	for (size_t i = 0; i < warnings.n; i++) {
+		if (to_stderr)
+			fprintf(stderr, "%s\n", warnings.items[i]);
+		else
+			log_warning("%s", warnings.items[i]);
+	}
+	for (size_t i = 0; i < errors.n; i++) {
+		if (to_stderr)
+			fprintf(stderr, "%s\n", errors.items[i]);
+		else
+			log_error("%s", errors.items[i]);
+	}
+	strlist_free(&errors);
+	strlist_free(&warnings);
+	return cfg ? snapshot_new(cfg, users) : NULL;
+}
+
+static void restart_key(const struct setting *s, void *arg)
+{
+	(void)arg;
+	log_warning("setting %s changed: it takes effect only after a restart", s->name);
+}
+
+static void reload(struct control *ctl)
+{
+	log_reopen();
+	log_info("reloading %s", ctl->config_path);
+	struct snapshot *next = load_snapshot(ctl->config_path, false);
+	if (!next) {
+		log_error("reload failed: keeping the configuration in use");
+		return;
+	}
+	struct runtime *rt = &ctl->rt;
+	pthread_mutex_lock(&rt->snap_lock);
+	struct snapshot *old = rt->snap;
+	rt->snap = next;
+	pthread_mutex_unlock(&rt->snap_lock);
+	config_changed_restart_keys(old->cfg, next->cfg, restart_key, NULL);
+	log_set_level(level_for(next->cfg, ctl->verbose_flags, ctl->quiet));
+	pool_registry_reload(next->cfg);
+	workers_reload(rt);
+	snapshot_unref(old);
+	log_info("configuration reloaded");
+}
+
+static void begin_shutdown(struct control *ctl, enum shutdown_mode mode)
+{
+	struct runtime *rt = &ctl->rt;
+	int cur = atomic_load(&rt->shutdown);
+	if (cur >= (int)mode)
+		return;
+	atomic_store(&rt->shutdown, (int)mode);
+	if (mode == SHUTDOWN_GRACEFUL) {
+		double t = rt->snap->cfg->shutdown_timeout;
+		log_info("SIGTERM: no new connections; waiting for running transactions (up to %g s)", t);
+		if (t > 0) {
+			ev_timer_set(&ctl->shutdown_timer, t, 0);
+			ev_timer_start(rt->control_loop, &ctl->shutdown_timer);
+		}
+	} else {
+		log_info("fast shutdown: closing every connection");
+	}
+	workers_shutdown(rt);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct control *ctl = w->data;
+	(void)loop;
+	(void)revents;
+	switch (w->signum) {
+	case SIGHUP:
+		reload(ctl);
+		break;
+	case SIGTERM:
+		begin_shutdown(ctl, SHUTDOWN_GRACEFUL);
+		break;
+	case SIGINT:
+		begin_shutdown(ctl, SHUTDOWN_FAST);
+		break;
+	}
+}
+
+static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct control *ctl = t->data;
+	(void)loop;
+	(void)revents;
+	log_info("shutdown_timeout reached: closing the remaining connections");
+	begin_shutdown(ctl, SHUTDOWN_FAST);
+}
+
+static void worker_done_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+	struct runtime *rt = container_of(a, struct runtime, control_wake);
+	(void)revents;
+	if (atomic_load(&rt->workers_done) == rt->n_workers)
+		ev_break(loop, EVBREAK_ALL);
+}
+
+static int check_config(const char *path)
+{
+	struct snapshot *s = load_snapshot(path, true);
+	if (!s) {
+		fprintf(stderr, "%s: configuration is not valid\n", path);
+		return 1;
+	}
+	printf("%s: configuration is valid (%zu database entries, %zu users in the auth file)\n",
+	       path, s->cfg->n_dbs, userlist_count(s->users));
+	snapshot_unref(s);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"daemon", no_argument, NULL, 'd'},   {"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},    {"check", no_argument, NULL, 'c'},
+		{"version", no_argument, NULL, 'V'},  {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	bool daemon = false, check = false;
+	static struct control ctl;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "dvqVh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			daemon = true;
+			break;
+		case 'v':
+			ctl.verbose_flags++;
+			break;
+		case 'q':
+			ctl.quiet = true;
+			break;
+		case 'c':
+			check = true;
+			break;
+		case 'V':
+			printf("pgmoat %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs("Try 'pgmoat --help'.\n", stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs("pgmoat: exactly one configuration file is needed\nTry 'pgmoat --help'.\n",
+		      stderr);
+		return 2;
+	}
+	ctl.config_path = argv[optind];
+	if (check)
+		return check_config(ctl.config_path);
+
+	signal(SIGPIPE, SIG_IGN);
+	struct runtime *rt = &ctl.rt;
+	pthread_mutex_init(&rt->snap_lock, NULL);
+	rt->unix_fd = -1;
+	rt->start_usec = now_usec();
+	rt->snap = load_snapshot(ctl.config_path, true);
+	if (!rt->snap)
+		return 1;
+	const struct config *cfg = rt->snap->cfg;
+	log_set_level(level_for(cfg, ctl.verbose_flags, ctl.quiet));
+	if (daemon && !process_daemonize())
+		return 1;
+	if (!log_open(cfg->logfile, cfg->syslog, cfg->syslog_ident, true)) {
+		process_ready(false);
+		return 1;
+	}
+	if (ctl.quiet)
+		log_set_stderr(true); /* warnings and errors still reach stderr */
+	if (!process_write_pidfile(cfg->pidfile)) {
+		process_ready(false);
+		return 1;
+	}
+	ctl.pidfile = cfg->pidfile ? xstrdup(cfg->pidfile) : NULL;
+
+	rt->control_loop = ev_default_loop(EVFLAG_AUTO);
+	ev_async_init(&rt->control_wake, worker_done_cb);
+	ev_async_start(rt->control_loop, &rt->control_wake);
+	ev_signal_init(&ctl.sighup, signal_cb, SIGHUP);
+	ev_signal_init(&ctl.sigterm, signal_cb, SIGTERM);
+	ev_signal_init(&ctl.sigint, signal_cb, SIGINT);
+	ctl.sighup.data = ctl.sigterm.data = ctl.sigint.data = &ctl;
+	ev_signal_start(rt->control_loop, &ctl.sighup);
+	ev_signal_start(rt->control_loop, &ctl.sigterm);
+	ev_signal_start(rt->control_loop, &ctl.sigint);
+	ev_init(&ctl.shutdown_timer, shutdown_timer_cb);
+	ctl.shutdown_timer.data = &ctl;
+
+	/* Worker threads must not take the process's signals. */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+
+	rt->n_workers = cfg->workers;
+	pool_registry_init(rt->n_workers);
+	rt->unix_fd = listener_open_unix(cfg, rt->unix_path, sizeof(rt->unix_path));
+	bool ok = (rt->unix_fd >= 0 || !cfg->unix_socket_dir || !*cfg->unix_socket_dir) &&
+		  workers_start(rt);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!ok) {
+		log_fatal("start-up failed");
+		process_ready(false);
+		process_remove_pidfile(ctl.pidfile);
+		return 1;
+	}
+	log_info("pgmoat %s started: %d workers, pool_mode %s, auth_type %s", PACKAGE_VERSION,
+		 rt->n_workers, pool_mode_name((enum pool_mode)cfg->pool_mode),
+		 auth_type_name((enum auth_type)cfg->auth_type));
+	process_ready(true);
+	if (daemon)
+		log_set_stderr(false);
+
+	ev_run(rt->control_loop, 0);
+
+	workers_join(rt);
+	if (rt->unix_fd >= 0) {
+		close(rt->unix_fd);
+		unlink(rt->unix_path);
+	}
+	process_remove_pidfile(ctl.pidfile);
+	free(ctl.pidfile);
+	pool_registry_destroy();
+	snapshot_unref(rt->snap);
+	log_info("pgmoat stopped");
+	log_close();
+	return 0;
+}

@@ -1,0 +1,54 @@
+/* The process: one runtime struct, the current configuration snapshot, and
+ * the workers. */
+#ifndef PGMOAT_PROXY_RUNTIME_H
+#define PGMOAT_PROXY_RUNTIME_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/userlist.h"
+#include "conf/config.h"
+
+/* What workers read: a config and the auth file loaded with it.  Replaced
+ * whole on reload; freed when the last worker lets go. */
+struct snapshot {
+	struct config *cfg;
+	struct userlist *users;
+	atomic_int refs;
+};
+
+struct snapshot *snapshot_new(struct config *cfg, struct userlist *users);
+void snapshot_ref(struct snapshot *s);
+void snapshot_unref(struct snapshot *s);
+
+enum shutdown_mode { SHUTDOWN_NONE, SHUTDOWN_GRACEFUL, SHUTDOWN_FAST };
+
+struct worker;
+
+struct runtime {
+	int n_workers;
+	struct worker *workers;
+
+	pthread_mutex_t snap_lock;
+	struct snapshot *snap; /* current; take with runtime_snapshot() */
+
+	atomic_int n_clients;      /* for max_client_conn */
+	atomic_int shutdown;       /* enum shutdown_mode */
+	atomic_int workers_done;
+
+	int unix_fd;               /* shared by all workers, -1 if none */
+	char unix_path[256];
+	uint64_t start_usec;
+
+	/* The control thread (main): signals, reload, shutdown timer. */
+	struct ev_loop *control_loop;
+	ev_async control_wake; /* a worker finished */
+};
+
+/* A new reference to the current snapshot. */
+struct snapshot *runtime_snapshot(struct runtime *rt);
+
+#endif

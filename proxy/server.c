@@ -1,0 +1,927 @@
+#include <config.h>
+
+#include "proxy/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "auth/md5.h"
+#include "auth/userlist.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "proxy/client.h"
+#include "proxy/worker.h"
+
+#define DEFAULT_SOCKET_DIR "/var/run/postgresql"
+
+static const char *const state_names[] = {
+#define X_NAME(id, name) name,
+	SERVER_STATE_LIST(X_NAME)
+#undef X_NAME
+};
+
+const char *server_state_name(enum server_state s)
+{
+	return (unsigned)s < SERVER_STATE_COUNT ? state_names[s] : "?";
+}
+
+static void log_server(const struct server *s, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void log_server(const struct server *s, enum log_level level, const char *fmt, ...)
+{
+	if (!log_enabled(level))
+		return;
+	char prefix[256];
+	snprintf(prefix, sizeof(prefix), "S-%llu %s %s/%s: ", (unsigned long long)s->id, s->addr,
+		 s->target.dbname ? s->target.dbname : "?", s->target.user ? s->target.user : "?");
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(level, prefix, fmt, ap);
+	va_end(ap);
+}
+
+/* Legal transitions; server_set_state asserts them. */
+static bool transition_ok(enum server_state from, enum server_state to)
+{
+	if (to == SV_CLOSING)
+		return from != SV_CLOSING;
+	switch (from) {
+	case SV_CONNECTING:
+		return to == SV_LOGIN;
+	case SV_LOGIN:
+		return to == SV_IDLE || to == SV_SETUP || to == SV_ACTIVE;
+	case SV_IDLE:
+		return to == SV_SETUP || to == SV_ACTIVE;
+	case SV_SETUP:
+		return to == SV_ACTIVE || to == SV_IDLE || to == SV_RESET;
+	case SV_ACTIVE:
+		return to == SV_RESET || to == SV_IDLE;
+	case SV_RESET:
+		return to == SV_IDLE || to == SV_SETUP || to == SV_ACTIVE;
+	default:
+		return false;
+	}
+}
+
+void server_set_state(struct server *s, enum server_state state)
+{
+	if (s->state == state)
+		return;
+	if (!transition_ok(s->state, state)) {
+		log_fatal("server state %s -> %s is not a legal transition",
+			  server_state_name(s->state), server_state_name(state));
+		abort();
+	}
+	list_del(&s->node);
+	list_append(&s->w->servers[state], &s->node);
+	s->state = state;
+	s->state_since_usec = now_usec();
+}
+
+static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+static bool server_flush_own(struct server *s)
+{
+	enum io_result r = conn_write_pkt(&s->conn);
+	if (r == IO_DONE)
+		return true;
+	if (r == IO_AGAIN) {
+		conn_want_write(s->w->loop, &s->conn, true);
+		return true;
+	}
+	server_close(s, r == IO_NOMEM ? "out of memory" : "write failed");
+	return false;
+}
+
+/* --- connect --- */
+
+int server_open_socket(const struct pool_target *t, char *addr, size_t addr_len)
+{
+	const char *host = t->host && *t->host ? t->host : DEFAULT_SOCKET_DIR;
+	int fd = -1;
+	if (host[0] == '/') {
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", host, t->port);
+		snprintf(addr, addr_len, "unix:%s", sun.sun_path);
+		if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 && errno != EINPROGRESS &&
+		    errno != EAGAIN) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		return fd;
+	}
+	char port[16];
+	snprintf(port, sizeof(port), "%d", t->port);
+	snprintf(addr, addr_len, "%s:%d", host, t->port);
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+	struct addrinfo *ai = NULL;
+	int rc = getaddrinfo(host, port, &hints, &ai);
+	if (rc == EAI_NONAME) {
+		/* A host name: resolved here, in the worker (blocking). */
+		hints.ai_flags = AI_ADDRCONFIG;
+		rc = getaddrinfo(host, port, &hints, &ai);
+	}
+	if (rc != 0) {
+		errno = EHOSTUNREACH;
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+			int e = errno;
+			close(fd);
+			fd = -1;
+			errno = e;
+		}
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static void login_failed(struct server *s, const char *sqlstate, const char *msg)
+{
+	log_server(s, LL_WARNING, "server login failed: %s", msg);
+	struct pool *p = s->pool;
+	struct worker *w = s->w;
+	char text[256];
+	snprintf(text, sizeof(text), "server login failed: %s", msg);
+	/* The slot is given back by pool_connect_failed, not server_close. */
+	s->pool = NULL;
+	server_close(s, "login failed");
+	int k = pool_connect_failed(p, sqlstate, text, now_usec(), w->snap->cfg->server_login_retry);
+	if (k >= 0) {
+		struct wmsg *m = xcalloc(1, sizeof(*m));
+		m->kind = WMSG_KICK;
+		m->pool = p;
+		worker_post(&w->rt->workers[k], m);
+	}
+}
+
+void server_open(struct worker *w, struct pool *pool)
+{
+	struct server *s = xcalloc(1, sizeof(*s));
+	static atomic_uint_fast64_t next_id = 1;
+	s->id = atomic_fetch_add(&next_id, 1);
+	s->w = w;
+	s->pool = pool;
+	s->state = SV_CONNECTING;
+	list_init(&s->node);
+	list_init(&s->member.node);
+	list_append(&w->servers[SV_CONNECTING], &s->node);
+	w->n_servers++;
+	w->stats.servers_opened++;
+	params_init(&s->params);
+	s->created_usec = s->state_since_usec = now_usec();
+	s->ready_status = 'I';
+	pool_target_copy(pool, &s->target, &s->target_gen);
+	conn_init(&s->conn, -1, server_read_cb, server_write_cb);
+
+	int fd = server_open_socket(&s->target, s->addr, sizeof(s->addr));
+	if (fd < 0) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "could not connect to %s: %s", s->addr, strerror(errno));
+		login_failed(s, "08006", msg);
+		return;
+	}
+	conn_init(&s->conn, fd, server_read_cb, server_write_cb);
+	log_server(s, LL_DEBUG, "connecting");
+	conn_want_write(w->loop, &s->conn, true);
+}
+
+static void send_startup(struct server *s)
+{
+	struct params sp;
+	params_init(&sp);
+	params_set(&sp, "user", s->target.user);
+	params_set(&sp, "database", s->target.dbname);
+	if (s->target.client_encoding)
+		params_set(&sp, "client_encoding", s->target.client_encoding);
+	if (s->target.datestyle)
+		params_set(&sp, "DateStyle", s->target.datestyle);
+	if (s->target.timezone)
+		params_set(&sp, "TimeZone", s->target.timezone);
+	if (s->target.application_name)
+		params_set(&sp, "application_name", s->target.application_name);
+	proto_startup(&s->conn.out, &sp);
+	params_free(&sp);
+	server_set_state(s, SV_LOGIN);
+	if (server_flush_own(s))
+		conn_want_read(s->w->loop, &s->conn, true);
+}
+
+/* --- login --- */
+
+/* The secret to log in with: the [databases] password, else the auth
+ * file's entry for the server user. */
+static const char *login_secret(struct server *s)
+{
+	if (s->target.password)
+		return s->target.password;
+	return userlist_lookup(s->w->snap->users, s->target.user);
+}
+
+static bool auth_cleartext(struct server *s)
+{
+	const char *secret = login_secret(s);
+	if (!secret || secret_kind_of(secret) != SECRET_PLAIN) {
+		login_failed(s, "28P01", "server asks for a password in clear text and pgmoat has no plain password for this user");
+		return false;
+	}
+	proto_password(&s->conn.out, secret, strlen(secret) + 1);
+	return server_flush_own(s);
+}
+
+static bool auth_md5(struct server *s, struct msg_reader *r)
+{
+	const uint8_t *salt = reader_bytes(r, 4);
+	const char *secret = login_secret(s);
+	if (!salt) {
+		login_failed(s, "08P01", "malformed MD5 authentication request from server");
+		return false;
+	}
+	if (!secret || secret_kind_of(secret) == SECRET_SCRAM) {
+		login_failed(s, "28P01", "server asks for MD5 and pgmoat has no password or MD5 hash for this user");
+		return false;
+	}
+	char resp[MD5_PASSWD_LEN + 1];
+	md5_salted_response(secret, s->target.user, salt, resp);
+	proto_password(&s->conn.out, resp, sizeof(resp));
+	secure_zero(resp, sizeof(resp));
+	return server_flush_own(s);
+}
+
+static bool auth_sasl_start(struct server *s, struct msg_reader *r)
+{
+	bool offered = false;
+	for (;;) {
+		const char *mech = reader_str(r);
+		if (!mech) {
+			login_failed(s, "08P01", "malformed SASL authentication request from server");
+			return false;
+		}
+		if (!*mech)
+			break;
+		if (strcmp(mech, SCRAM_MECHANISM) == 0)
+			offered = true;
+	}
+	if (!offered) {
+		login_failed(s, "28000", "server offers no SASL mechanism pgmoat supports");
+		return false;
+	}
+	const char *secret = login_secret(s);
+	if (secret && secret_kind_of(secret) == SECRET_PLAIN) {
+		scram_client_init_password(&s->scram, secret);
+	} else if (secret && secret_kind_of(secret) == SECRET_SCRAM && s->pool &&
+		   s->pool->have_scram_keys) {
+		uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN];
+		pthread_mutex_lock(&s->pool->lock);
+		memcpy(ck, s->pool->scram_client_key, sizeof(ck));
+		memcpy(sk, s->pool->scram_server_key, sizeof(sk));
+		pthread_mutex_unlock(&s->pool->lock);
+		scram_client_init_keys(&s->scram, ck, sk);
+		secure_zero(ck, sizeof(ck));
+		secure_zero(sk, sizeof(sk));
+	} else {
+		login_failed(s, "28P01",
+			     secret ? "server asks for SCRAM and pgmoat has neither the plain password nor keys proven by a client's SCRAM login"
+				    : "server asks for a password and pgmoat has none for this user");
+		return false;
+	}
+	s->scram_started = true;
+	char *out = NULL;
+	size_t out_len = 0;
+	if (!scram_client_first(&s->scram, &out, &out_len)) {
+		login_failed(s, "08P01", "SCRAM: could not build the first message");
+		return false;
+	}
+	proto_sasl_initial(&s->conn.out, SCRAM_MECHANISM, out, out_len);
+	free(out);
+	return server_flush_own(s);
+}
+
+static bool auth_sasl_continue(struct server *s, struct msg_reader *r)
+{
+	size_t n = reader_left(r);
+	const uint8_t *in = reader_bytes(r, n);
+	char *out = NULL;
+	size_t out_len = 0;
+	if (!s->scram_started || !in ||
+	    scram_client_final(&s->scram, in, n, &out, &out_len) != SCRAM_CONTINUE) {
+		free(out);
+		login_failed(s, "08P01", "SCRAM: bad server-first-message");
+		return false;
+	}
+	proto_password(&s->conn.out, out, out_len);
+	free(out);
+	return server_flush_own(s);
+}
+
+static bool auth_sasl_final(struct server *s, struct msg_reader *r)
+{
+	size_t n = reader_left(r);
+	const uint8_t *in = reader_bytes(r, n);
+	if (!s->scram_started || !in || scram_client_verify(&s->scram, in, n) != SCRAM_DONE) {
+		login_failed(s, "08P01", "SCRAM: the server's signature did not verify");
+		return false;
+	}
+	return true;
+}
+
+static bool handle_auth_request(struct server *s, const uint8_t *body, uint32_t len)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	uint32_t code = reader_u32(&r);
+	if (r.bad) {
+		login_failed(s, "08P01", "malformed authentication request from server");
+		return false;
+	}
+	switch (code) {
+	case AUTH_REQ_OK:
+		return true;
+	case AUTH_REQ_CLEARTEXT:
+		return auth_cleartext(s);
+	case AUTH_REQ_MD5:
+		return auth_md5(s, &r);
+	case AUTH_REQ_SASL:
+		return auth_sasl_start(s, &r);
+	case AUTH_REQ_SASL_CONTINUE:
+		return auth_sasl_continue(s, &r);
+	case AUTH_REQ_SASL_FINAL:
+		return auth_sasl_final(s, &r);
+	default: {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "server asks for authentication method %u, which pgmoat does not support", code);
+		login_failed(s, "28000", msg);
+		return false;
+	}
+	}
+}
+
+static void update_param(struct server *s, const uint8_t *body, uint32_t len)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	const char *name = reader_str(&r);
+	const char *value = reader_str(&r);
+	if (name && value && *name)
+		params_set(&s->params, name, value);
+}
+
+static void login_done(struct server *s)
+{
+	if (s->scram_started) {
+		scram_client_clear(&s->scram);
+		s->scram_started = false;
+	}
+	log_server(s, LL_DEBUG, "logged in, backend pid %u", s->backend_pid);
+	pool_connected(s->pool);
+	server_set_state(s, SV_IDLE);
+	server_offer(s);
+}
+
+/* Handle whole messages in the login phase; false if the server is gone. */
+static bool login_step(struct server *s)
+{
+	struct buf *b = &s->conn.in;
+	for (;;) {
+		uint8_t type;
+		uint32_t len;
+		enum frame_status fs = frame_next(&s->conn.frame, b, b->cap, &type, &len);
+		if (fs == FRAME_BAD) {
+			login_failed(s, "08P01", "invalid message length from server during login");
+			return false;
+		}
+		if (fs == FRAME_MORE)
+			return true;
+		if (!frame_whole(b, len)) {
+			if (!frame_fits(b, len)) {
+				login_failed(s, "08P01", "login message from server too long");
+				return false;
+			}
+			return true;
+		}
+		const uint8_t *body = frame_body(b);
+		uint32_t blen = len - 4;
+		bool ok = true;
+		switch (type) {
+		case 'R':
+			ok = handle_auth_request(s, body, blen);
+			break;
+		case 'S':
+			update_param(s, body, blen);
+			break;
+		case 'K': {
+			struct msg_reader r;
+			reader_init(&r, body, blen);
+			s->backend_pid = reader_u32(&r);
+			s->backend_key = reader_u32(&r);
+			break;
+		}
+		case 'N':
+		case 'v':
+			break;
+		case 'E': {
+			struct pg_error e;
+			if (!proto_parse_error(body, blen, &e) || !e.sqlstate[0])
+				strlcopy(e.sqlstate, "08P01", sizeof(e.sqlstate));
+			if (!e.message[0])
+				strlcopy(e.message, "(no message)", sizeof(e.message));
+			login_failed(s, e.sqlstate, e.message);
+			return false;
+		}
+		case 'Z':
+			frame_skip(b, len);
+			buf_reset_if_drained(b);
+			login_done(s);
+			return false; /* stop here: the server may have moved on */
+		default: {
+			char msg[80];
+			snprintf(msg, sizeof(msg), "unexpected message '%c' from server during login",
+				 type >= 32 && type < 127 ? type : '?');
+			login_failed(s, "08P01", msg);
+			return false;
+		}
+		}
+		if (!ok)
+			return false;
+		frame_skip(b, len);
+	}
+}
+
+/* --- internal queries (setup, reset) --- */
+
+void server_query(struct server *s, const char *sql, enum server_state state, server_query_cb cb)
+{
+	server_set_state(s, state);
+	s->query_cb = cb;
+	s->query_failed = false;
+	memset(&s->query_error, 0, sizeof(s->query_error));
+	log_server(s, LL_TRACE, "internal query: %s", sql);
+	proto_query(&s->conn.out, sql);
+	server_flush_own(s);
+}
+
+static void query_finish(struct server *s, bool ok)
+{
+	server_query_cb cb = s->query_cb;
+	s->query_cb = NULL;
+	if (cb)
+		cb(s, ok, &s->query_error);
+}
+
+static bool query_step(struct server *s)
+{
+	struct buf *b = &s->conn.in;
+	for (;;) {
+		uint8_t type;
+		uint32_t len;
+		enum frame_status fs = frame_next(&s->conn.frame, b, b->cap, &type, &len);
+		if (fs == FRAME_BAD) {
+			server_close(s, "invalid message length from server");
+			return false;
+		}
+		if (fs == FRAME_MORE)
+			return true;
+		if (!frame_whole(b, len)) {
+			if (!frame_fits(b, len)) {
+				server_close(s, "reply to an internal query too long");
+				return false;
+			}
+			return true;
+		}
+		const uint8_t *body = frame_body(b);
+		uint32_t blen = len - 4;
+		switch (type) {
+		case 'S':
+			update_param(s, body, blen);
+			break;
+		case 'E':
+			s->query_failed = true;
+			if (!proto_parse_error(body, blen, &s->query_error))
+				strlcopy(s->query_error.message, "malformed error",
+					 sizeof(s->query_error.message));
+			if (strcmp(s->query_error.severity, "FATAL") == 0 ||
+			    strcmp(s->query_error.severity, "PANIC") == 0) {
+				query_finish(s, false);
+				return false;
+			}
+			break;
+		case 'Z':
+			if (blen != 1) {
+				server_close(s, "malformed ReadyForQuery from server");
+				return false;
+			}
+			s->ready_status = (char)body[0];
+			frame_skip(b, len);
+			buf_reset_if_drained(b);
+			query_finish(s, !s->query_failed);
+			return false;
+		case 'C':
+		case 'N':
+		case 'T':
+		case 'D':
+		case 'I':
+			break;
+		default:
+			s->query_failed = true;
+			snprintf(s->query_error.message, sizeof(s->query_error.message),
+				 "unexpected message '%c' from server", type >= 32 && type < 127 ? type : '?');
+			query_finish(s, false);
+			return false;
+		}
+		frame_skip(b, len);
+	}
+}
+
+/* --- idle --- */
+
+static bool idle_step(struct server *s)
+{
+	struct buf *b = &s->conn.in;
+	for (;;) {
+		uint8_t type;
+		uint32_t len;
+		enum frame_status fs = frame_next(&s->conn.frame, b, b->cap, &type, &len);
+		if (fs == FRAME_MORE)
+			return true;
+		if (fs == FRAME_BAD || !frame_fits(b, len)) {
+			server_close(s, "unexpected data from idle server");
+			return false;
+		}
+		if (!frame_whole(b, len))
+			return true;
+		if (type == 'S') {
+			update_param(s, frame_body(b), len - 4);
+		} else if (type == 'E') {
+			struct pg_error e;
+			bool ok = proto_parse_error(frame_body(b), len - 4, &e);
+			char why[300];
+			snprintf(why, sizeof(why), "idle server sent an error: %s",
+				 ok ? e.message : "(malformed)");
+			server_close(s, why);
+			return false;
+		} else if (type != 'N') {
+			server_close(s, "unexpected message from idle server");
+			return false;
+		}
+		frame_skip(b, len);
+	}
+}
+
+/* --- relay server -> client --- */
+
+/* Parse what the server sent as far as possible; returns false if the server
+ * or client was closed. */
+static bool parse_s2c(struct server *s)
+{
+	struct buf *b = &s->conn.in;
+	for (;;) {
+		uint8_t type;
+		uint32_t len;
+		enum frame_status fs = frame_next(&s->conn.frame, b, UINT32_MAX >> 1, &type, &len);
+		if (fs == FRAME_MORE)
+			return true;
+		if (fs == FRAME_BAD) {
+			struct client *c = s->client;
+			server_close(s, "invalid message length from server");
+			if (c)
+				client_close(c, "server sent an invalid message");
+			return false;
+		}
+		if (type == 'Z' && len != 5) {
+			struct client *c = s->client;
+			server_close(s, "malformed ReadyForQuery from server");
+			if (c)
+				client_close(c, "server sent an invalid message");
+			return false;
+		}
+		if (type == 'Z' || type == 'S') {
+			if (!frame_whole(b, len)) {
+				if (frame_fits(b, len))
+					return true; /* wait for the rest */
+				/* A ParameterStatus too long to look at is passed on. */
+			} else if (type == 'Z') {
+				s->ready_status = (char)frame_body(b)[0];
+				if (s->pending_ready > 0)
+					s->pending_ready--;
+			} else {
+				update_param(s, frame_body(b), len - 4);
+			}
+		}
+		frame_pass(&s->conn.frame, b, len);
+	}
+}
+
+void server_pump(struct server *s)
+{
+	struct client *c = s->client;
+	if (!parse_s2c(s))
+		return;
+	if (!client_flush(c))
+		return;
+	struct buf *b = &s->conn.in;
+	if (buf_unsent(b) > 0) {
+		/* The client is slow: stop reading the server until it drains. */
+		conn_want_read(s->w->loop, &s->conn, false);
+		return;
+	}
+	buf_reset_if_drained(b);
+	if (b->data && buf_empty(b))
+		buf_release(b, &s->w->bufs, false);
+	conn_want_read(s->w->loop, &s->conn, true);
+	if (s->pending_ready == 0 && s->ready_status == 'I')
+		client_server_idle(c);
+}
+
+/* --- callbacks --- */
+
+static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct server *s = container_of(io, struct server, conn.rio);
+	(void)loop;
+	(void)revents;
+	enum io_result r = conn_read(&s->conn, &s->w->bufs);
+	if (r == IO_AGAIN) {
+		if (buf_room(&s->conn.in) == 0 && s->state != SV_ACTIVE) {
+			server_close(s, "server sent too much");
+		}
+		return;
+	}
+	if (r != IO_DONE) {
+		const char *why = r == IO_EOF ? "server closed the connection" :
+				  r == IO_NOMEM ? "out of memory" : strerror(errno);
+		if (s->state == SV_LOGIN) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "connection lost during login: %s", why);
+			login_failed(s, "08006", msg);
+			return;
+		}
+		struct client *c = s->client;
+		if (c && s->state == SV_ACTIVE) {
+			/* Pass on what was received in whole messages before the loss. */
+			parse_s2c(s);
+			server_close(s, why);
+			client_server_lost(c, why);
+			return;
+		}
+		server_close(s, why);
+		if (c)
+			client_server_lost(c, why);
+		return;
+	}
+	switch (s->state) {
+	case SV_LOGIN:
+		login_step(s);
+		break;
+	case SV_IDLE:
+		idle_step(s);
+		break;
+	case SV_SETUP:
+	case SV_RESET:
+		query_step(s);
+		break;
+	case SV_ACTIVE:
+		server_pump(s);
+		break;
+	default:
+		server_close(s, "unexpected data");
+		break;
+	}
+}
+
+static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct server *s = container_of(io, struct server, conn.wio);
+	(void)revents;
+	if (s->state == SV_CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+		if (getsockopt(s->conn.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		conn_want_write(loop, &s->conn, false);
+		if (err) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "could not connect to %s: %s", s->addr, strerror(err));
+			login_failed(s, "08006", msg);
+			return;
+		}
+		send_startup(s);
+		return;
+	}
+	enum io_result r = conn_write_pkt(&s->conn);
+	if (r == IO_AGAIN)
+		return;
+	if (r != IO_DONE) {
+		struct client *c = s->client;
+		server_close(s, "write failed");
+		if (c)
+			client_server_lost(c, "write to server failed");
+		return;
+	}
+	if (s->state == SV_ACTIVE && s->client) {
+		/* The client's bytes wait in the client's buffer. */
+		client_pump(s->client);
+		return;
+	}
+	conn_want_write(loop, &s->conn, false);
+}
+
+/* --- hand-off, release, close --- */
+
+void server_offer(struct server *s)
+{
+	struct worker *w = s->w;
+	struct pool_give g = pool_give(s->pool, w->id, &s->member, now_usec());
+	switch (g.kind) {
+	case POOL_GIVE_LOCAL: {
+		struct client *c = container_of(g.waiter, struct client, waiter);
+		client_got_server(c, s);
+		break;
+	}
+	case POOL_GIVE_REMOTE: {
+		server_detach(s);
+		struct wmsg *m = xcalloc(1, sizeof(*m));
+		m->kind = WMSG_HANDOFF;
+		m->pool = s->pool;
+		m->server = s;
+		m->client_id = g.client_id;
+		worker_post(&w->rt->workers[g.worker], m);
+		break;
+	}
+	case POOL_GIVE_IDLE:
+		if (s->state != SV_IDLE)
+			server_set_state(s, SV_IDLE);
+		/* Watch for the server closing while idle. */
+		conn_want_read(w->loop, &s->conn, true);
+		if (w->rt->shutdown != SHUTDOWN_NONE && w->n_clients == 0)
+			server_close(s, "shutting down");
+		break;
+	}
+}
+
+static void reset_done(struct server *s, bool ok, const struct pg_error *err)
+{
+	if (!ok) {
+		char why[300];
+		snprintf(why, sizeof(why), "reset query failed: %s", err->message);
+		server_close(s, why);
+		return;
+	}
+	server_offer(s);
+}
+
+void server_release(struct server *s)
+{
+	const struct config *cfg = s->w->snap->cfg;
+	s->client = NULL;
+	if (s->query_cb) {
+		/* An internal query is running: its callback releases the server. */
+		return;
+	}
+	conn_want_write(s->w->loop, &s->conn, false);
+	uint64_t now = now_usec();
+	if (s->pending_ready > 0 || s->ready_status != 'I' || buf_pending(&s->conn.in) > 0 ||
+	    s->conn.frame.remaining > 0) {
+		server_close(s, "client left in the middle of a query or transaction");
+		return;
+	}
+	if (s->target_gen != s->pool->target_gen) {
+		server_close(s, "database settings changed");
+		return;
+	}
+	if (cfg->server_lifetime > 0 && now - s->created_usec > cfg->server_lifetime * 1e6) {
+		server_close(s, "server_lifetime reached");
+		return;
+	}
+	buf_release(&s->conn.in, &s->w->bufs, false);
+	if (cfg->server_reset_query && *cfg->server_reset_query)
+		server_query(s, cfg->server_reset_query, SV_RESET, reset_done);
+	else
+		server_offer(s);
+}
+
+void server_detach(struct server *s)
+{
+	struct worker *w = s->w;
+	conn_want_read(w->loop, &s->conn, false);
+	conn_want_write(w->loop, &s->conn, false);
+	buf_release(&s->conn.in, &w->bufs, true);
+	list_del(&s->node);
+	w->n_servers--;
+	s->w = NULL;
+}
+
+void server_attach(struct worker *w, struct server *s)
+{
+	s->w = w;
+	list_append(&w->servers[s->state], &s->node);
+	w->n_servers++;
+	conn_want_read(w->loop, &s->conn, true);
+}
+
+void server_close(struct server *s, const char *why)
+{
+	if (s->state == SV_CLOSING)
+		return;
+	struct worker *w = s->w;
+	log_server(s, s->state == SV_IDLE || s->state == SV_RESET ? LL_DEBUG : LL_INFO,
+		   "closing server connection: %s", why);
+	if (s->conn.fd >= 0 && (s->state == SV_IDLE || s->state == SV_RESET)) {
+		/* Say goodbye to the backend; best effort. */
+		pkt_reset(&s->conn.out);
+		proto_terminate(&s->conn.out);
+		(void)conn_write_pkt(&s->conn);
+	}
+	if (s->client) {
+		s->client->server = NULL;
+		s->client = NULL;
+	}
+	server_set_state(s, SV_CLOSING);
+	conn_close(w->loop, &s->conn, &w->bufs);
+	if (s->pool) {
+		int k = pool_server_closed(s->pool, &s->member);
+		if (k >= 0) {
+			struct wmsg *m = xcalloc(1, sizeof(*m));
+			m->kind = WMSG_KICK;
+			m->pool = s->pool;
+			worker_post(&w->rt->workers[k], m);
+		}
+		s->pool = NULL;
+	}
+	worker_defer_free_server(w, s);
+}
+
+void server_free(struct server *s)
+{
+	params_free(&s->params);
+	pool_target_free(&s->target);
+	if (s->scram_started)
+		scram_client_clear(&s->scram);
+	pkt_free(&s->conn.out);
+	free(s);
+}
+
+/* --- timers --- */
+
+void server_sweep(struct worker *w, uint64_t now)
+{
+	const struct config *cfg = w->snap->cfg;
+	struct list *pos, *tmp;
+	uint64_t connect_timeout = (uint64_t)(cfg->server_connect_timeout * 1e6);
+	for (int st = SV_CONNECTING; st <= SV_LOGIN; st++) {
+		list_for_each_safe(pos, tmp, &w->servers[st])
+		{
+			struct server *s = container_of(pos, struct server, node);
+			if (connect_timeout && now - s->created_usec > connect_timeout)
+				login_failed(s, "08006", "server_connect_timeout reached");
+		}
+	}
+	uint64_t idle_timeout = (uint64_t)(cfg->server_idle_timeout * 1e6);
+	uint64_t lifetime = (uint64_t)(cfg->server_lifetime * 1e6);
+	bool stopping = atomic_load(&w->rt->shutdown) != SHUTDOWN_NONE;
+	list_for_each_safe(pos, tmp, &w->servers[SV_IDLE])
+	{
+		struct server *s = container_of(pos, struct server, node);
+		if (!s->member.idle)
+			continue;
+		struct pool *p = s->pool;
+		const char *why = NULL;
+		if (stopping && w->n_clients == 0)
+			why = "shutting down";
+		else if (s->target_gen != p->target_gen || p->gone)
+			why = "database settings changed";
+		else if (lifetime && now - s->created_usec > lifetime)
+			why = "server_lifetime reached";
+		else if (p->n_servers > p->pool_size + p->reserve_pool)
+			why = "pool is over its size";
+		else if (idle_timeout && now - s->state_since_usec > idle_timeout &&
+			 p->n_servers > p->min_pool_size)
+			why = "server_idle_timeout reached";
+		if (why)
+			server_close(s, why);
+	}
+}

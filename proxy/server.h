@@ -1,0 +1,100 @@
+/* Server connections: pgmoat's connections to PostgreSQL.
+ *
+ *   connecting -> login -> idle <-> active
+ *                            ^        |
+ *                            +- reset +      setup: internal SETs for a client
+ *   any -> closing
+ */
+#ifndef PGMOAT_PROXY_SERVER_H
+#define PGMOAT_PROXY_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/scram.h"
+#include "common/list.h"
+#include "pool/pool.h"
+#include "proxy/proto.h"
+#include "proxy/relay.h"
+
+#define SERVER_STATE_LIST(X) \
+	X(SV_CONNECTING, "connecting") \
+	X(SV_LOGIN, "login") \
+	X(SV_IDLE, "idle") \
+	X(SV_SETUP, "setup") \
+	X(SV_ACTIVE, "active") \
+	X(SV_RESET, "reset") \
+	X(SV_CLOSING, "closing")
+
+#define X_ENUM(id, name) id,
+enum server_state { SERVER_STATE_LIST(X_ENUM) SERVER_STATE_COUNT };
+#undef X_ENUM
+
+struct worker;
+struct client;
+struct server;
+
+typedef void (*server_query_cb)(struct server *s, bool ok, const struct pg_error *err);
+
+struct server {
+	struct conn conn;
+	enum server_state state;
+	struct list node; /* on w->servers[state] */
+	struct worker *w;
+	uint64_t id;
+
+	struct pool *pool;
+	struct pool_member member;
+	struct client *client;
+
+	struct pool_target target;
+	uint32_t target_gen;
+	char addr[96];
+
+	struct params params; /* what the server reported (ParameterStatus) */
+	uint32_t backend_pid;
+	uint32_t backend_key;
+	uint64_t created_usec;
+	uint64_t state_since_usec;
+
+	char ready_status;  /* of the last ReadyForQuery: 'I', 'T' or 'E' */
+	int pending_ready;  /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+
+	/* login */
+	bool scram_started;
+	struct scram_client scram;
+
+	/* internal query */
+	server_query_cb query_cb;
+	bool query_failed;
+	struct pg_error query_error;
+};
+
+const char *server_state_name(enum server_state s);
+
+/* Open a new server for `pool` on worker `w` (a pool slot is already
+ * claimed).  The server is offered to the pool when logged in. */
+void server_open(struct worker *w, struct pool *pool);
+/* Close and release the pool slot; `why` is logged. */
+void server_close(struct server *s, const char *why);
+/* A free server: hand it to the oldest waiter, or keep it idle. */
+void server_offer(struct server *s);
+/* The client is done with the server (session end): clean it and offer it. */
+void server_release(struct server *s);
+/* Run `sql` on the server, swallowing its replies; `cb` gets the outcome. */
+void server_query(struct server *s, const char *sql, enum server_state state, server_query_cb cb);
+/* Move a server to another worker: detach here (any state but active),
+ * attach there (in that worker's thread). */
+void server_detach(struct server *s);
+void server_attach(struct worker *w, struct server *s);
+/* Relay what the server sent to its client. */
+void server_pump(struct server *s);
+void server_free(struct server *s);
+/* A non-blocking socket connecting to `t` (also used for cancel requests);
+ * -1 with errno set on failure.  `addr` gets a printable address. */
+int server_open_socket(const struct pool_target *t, char *addr, size_t addr_len);
+void server_set_state(struct server *s, enum server_state state);
+/* Timeouts of worker `w`'s servers (called by the worker's sweep). */
+void server_sweep(struct worker *w, uint64_t now);
+
+#endif

@@ -1,0 +1,102 @@
+/* Workers: one thread and one libev loop each, with its own SO_REUSEPORT
+ * listening sockets.  A client and the server it is paired with always live
+ * on the same worker, so relaying never crosses threads.  Other threads talk
+ * to a worker only through its inbox (a locked list + ev_async). */
+#ifndef PGMOAT_PROXY_WORKER_H
+#define PGMOAT_PROXY_WORKER_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/list.h"
+#include "proxy/runtime.h"
+
+struct pool;
+struct server;
+struct client;
+
+#define MAX_LISTENERS 16
+
+enum wmsg_kind {
+	WMSG_HANDOFF, /* a server for one of our waiting clients */
+	WMSG_STEAL,   /* give one idle server of `pool` to the oldest waiter */
+	WMSG_KICK,    /* look at our waiters of `pool` again */
+	WMSG_CANCEL,  /* a CancelRequest for one of our clients */
+};
+
+struct wmsg {
+	struct list node;
+	enum wmsg_kind kind;
+	struct pool *pool;
+	struct server *server;
+	uint64_t client_id;
+	uint32_t pid, key;
+};
+
+struct worker_stats {
+	uint64_t clients_accepted;
+	uint64_t clients_refused;
+	uint64_t servers_opened;
+	uint64_t bytes_in, bytes_out;
+};
+
+struct worker {
+	int id;
+	struct runtime *rt;
+	pthread_t thread;
+	struct ev_loop *loop;
+	struct snapshot *snap; /* this worker's reference */
+
+	ev_async wake;
+	pthread_mutex_t inbox_lock;
+	struct list inbox;
+	atomic_bool reload_pending;
+	atomic_bool stop_pending;
+
+	ev_io listen_io[MAX_LISTENERS];
+	int n_listen;
+	ev_io unix_io;
+	bool listening;
+
+	ev_timer sweep;
+	ev_check reaper;    /* frees connections closed inside callbacks */
+	struct list dead_clients;
+	struct list dead_servers;
+
+	struct buf_cache bufs;
+	uint64_t next_client_id;
+
+	/* Connections by state (each state is a list). */
+	struct list clients[8];
+	struct list servers[8];
+	int n_clients;
+	int n_servers;
+
+	/* Cancel keys -> clients. */
+	struct client **cancel_table;
+	uint32_t cancel_mask;
+	uint32_t cancel_count;
+
+	struct worker_stats stats;
+};
+
+/* Start all workers (threads); listening sockets are opened by each worker
+ * before this returns, so bind errors are reported at start-up. */
+bool workers_start(struct runtime *rt) __attribute__((warn_unused_result));
+void workers_join(struct runtime *rt);
+/* Post a message to worker `w` and wake it (any thread). */
+void worker_post(struct worker *w, struct wmsg *m);
+/* Tell every worker to pick up the current snapshot. */
+void workers_reload(struct runtime *rt);
+/* Tell every worker to stop accepting (graceful) or close everything (fast). */
+void workers_shutdown(struct runtime *rt);
+
+/* Connections closed from inside a callback are freed in the worker's
+ * ev_check, after the callback returned. */
+void worker_defer_free_client(struct worker *w, struct client *c);
+void worker_defer_free_server(struct worker *w, struct server *s);
+
+#endif

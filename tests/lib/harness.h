@@ -1,0 +1,224 @@
+/* The integration-test harness.
+ *
+ * A test calls h_init() first.  It makes a temporary directory for the test
+ * (under $PGMOAT_BUILDDIR/tests/tmp, or /tmp when the PostgreSQL user cannot
+ * reach the build directory) and a short one under /tmp for Unix sockets,
+ * arms an overall timeout (SIGALRM) and registers the cleanup: whatever
+ * happens, every pgmoat and PostgreSQL the test started is stopped, its logs
+ * are printed as TAP diagnostics if the test failed, and the directories are
+ * removed (kept with PGMOAT_KEEP_TMP=1).  A test ends with `return h_done();`.
+ *
+ * PostgreSQL runs as the `postgres` OS user when the test runs as root, as
+ * the current user otherwise.  initdb runs once per build directory: the
+ * result is cached in tests/tmp/pgtemplate-* (guarded by flock) and copied
+ * for every cluster.
+ *
+ * Environment: PGMOAT_BIN (the pgmoat binary), PGMOAT_SRCDIR,
+ * PGMOAT_BUILDDIR, and optionally PGMOAT_PG_BINDIR (PostgreSQL's server
+ * binaries), PGMOAT_TEST_TIMEOUT (seconds, overrides the test's own),
+ * PGMOAT_KEEP_TMP=1.
+ *
+ * Functions here are named h_*; the raw wire-protocol client is in wire.h.
+ */
+#ifndef PGMOAT_TESTS_HARNESS_H
+#define PGMOAT_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+#include "tests/lib/tap.h"
+
+/* --- test life cycle */
+
+/* Sets up the test named `name` with an overall timeout in seconds. */
+void h_init(const char *name, int timeout_s);
+/* Ends the test: returns the exit status for main(). */
+int h_done(void);
+/* Prints the logs and bails out of the whole test. */
+void h_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+const char *h_tmpdir(void);
+const char *h_pgmoat_bin(void);
+const char *h_srcdir(void);
+/* Monotonic time in seconds. */
+double h_now(void);
+/* Sleeps `secs`: only for pacing a poll loop that has its own deadline. */
+void h_nap(double secs);
+
+/* --- small utilities */
+
+/* A diagnostic of `text` (libpq messages, logs), line by line, each line
+ * prefixed with `label`. */
+void h_diag_text(const char *label, const char *text);
+
+char *h_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool h_write_file(const char *path, const char *text);
+/* The whole file, NUL-terminated, or NULL.  `len` may be NULL. */
+char *h_read_file(const char *path, size_t *len);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int h_free_port(void);
+/* Whether something accepts TCP connections on 127.0.0.1:port. */
+bool h_tcp_accepts(int port);
+/* Polls `cond` every few milliseconds until it holds or `timeout` passes. */
+bool h_wait_until(bool (*cond)(void *arg), void *arg, double timeout);
+
+struct h_md5 {
+	void *ctx;
+};
+void h_md5_init(struct h_md5 *m);
+void h_md5_update(struct h_md5 *m, const void *data, size_t len);
+void h_md5_final(struct h_md5 *m, char hex[33]);
+void h_md5_hex(const void *data, size_t len, char hex[33]);
+
+/* Runs a program (PATH is searched) with extra environment entries
+ * ("NAME=value", NULL-terminated, may be NULL), stdout and stderr captured
+ * together into *output (may be NULL; free it).  Returns the exit status,
+ * 128 + signal if it was killed, or -1 if it could not run or exceeded
+ * `timeout` seconds (it is then killed). */
+int h_run(const char *const argv[], const char *const env[], double timeout, char **output);
+
+/* --- PostgreSQL */
+
+struct h_pg_opts {
+	const char *auth;                /* pg_hba method for TCP: "trust" (default), "md5", "scram-sha-256" */
+	const char *password_encryption; /* default "scram-sha-256" */
+	const char *hba_lines;           /* extra pg_hba.conf lines, placed before the generic ones */
+	const char *conf;                /* extra postgresql.conf lines */
+};
+
+struct h_pg {
+	int port;      /* TCP on 127.0.0.1, and the Unix socket number */
+	char *sockdir; /* Unix socket directory */
+	char *datadir;
+	char *logpath;
+	pid_t pid; /* the postmaster, 0 when stopped */
+	PGconn *super;
+	int index;
+};
+
+/* Starts a cluster copied from the cached template; bails on failure (or
+ * skips the whole test when no PostgreSQL server binaries are installed,
+ * if no plan was printed yet). */
+struct h_pg *h_pg_start(const struct h_pg_opts *opts);
+/* Fast shutdown (SIGINT), or immediate (SIGQUIT).  True once it exited. */
+bool h_pg_stop(struct h_pg *pg, bool immediate);
+/* Starts a stopped cluster again on the same port. */
+bool h_pg_restart(struct h_pg *pg);
+/* The superuser connection (Unix socket, trust), reconnected if needed. */
+PGconn *h_pg_super(struct h_pg *pg);
+/* A new direct connection (Unix socket, trust) as `user` to `db`. */
+PGconn *h_pg_connect(struct h_pg *pg, const char *user, const char *db);
+/* Runs SQL as superuser; bails on failure (for set-up). */
+void h_pg_sql(struct h_pg *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* First column of the first row as superuser (malloc'd; "" for NULL), or
+ * NULL with a diagnostic. */
+char *h_pg_value(struct h_pg *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Creates role `role` (LOGIN, PASSWORD) and database `db` owned by it. */
+void h_pg_create_app(struct h_pg *pg, const char *role, const char *password, const char *db);
+/* pg_terminate_backend(pid), then waits until the backend is gone. */
+bool h_pg_terminate(struct h_pg *pg, int pid);
+/* Waits for an active backend whose query starts with `prefix` and returns
+ * its pid, or 0 after `timeout`. */
+int h_pg_wait_active(struct h_pg *pg, const char *prefix, double timeout);
+/* Number of backends of user `user` (client backends only). */
+int h_pg_count_backends(struct h_pg *pg, const char *user);
+
+/* --- pgmoat */
+
+struct h_moat {
+	struct h_pg *pg; /* may be NULL */
+	int port;
+	char *ini;
+	char *log;
+	char *authfile;
+	char *sockdir;
+	char *tmpl; /* the last INI template written */
+	pid_t pid;  /* 0 when not running */
+	int status; /* last exit status (see h_moat_wait_exit) */
+	size_t log_mark;
+	int index;
+};
+
+/* A pgmoat instance: paths under the test's temp dir and a free port. */
+struct h_moat *h_moat_new(struct h_pg *pg);
+/* Writes the INI file from `tmpl`, replacing @PORT@ (pgmoat's port),
+ * @PGPORT@, @PGSOCK@ (the cluster's port and socket dir), @SOCKDIR@
+ * (pgmoat's unix_socket_dir), @AUTHFILE@ and @TMPDIR@. */
+bool h_moat_write_ini(struct h_moat *m, const char *tmpl);
+/* The usual INI: [databases] app = host=127.0.0.1 port=@PGPORT@ dbname=app
+ * <db_params>; [pgmoat] listen_addr, listen_port, unix_socket_dir,
+ * auth_file, plus auth_type = trust and workers = 2 unless `settings` (more
+ * lines for [pgmoat], may be NULL) sets them.  Writes a userlist with
+ * "app" "app" if none was written. */
+bool h_moat_write_std_ini(struct h_moat *m, const char *db_params, const char *settings);
+bool h_moat_write_userlist(struct h_moat *m, const char *text);
+/* Starts `$PGMOAT_BIN [args...] <ini>` and waits until it accepts TCP
+ * connections.  False (with diagnostics) if it exited or timed out. */
+bool h_moat_start(struct h_moat *m, const char *const args[]);
+void h_moat_signal(struct h_moat *m, int sig);
+bool h_moat_alive(struct h_moat *m);
+/* Waits for pgmoat to exit: its exit status, 128 + signal if killed by
+ * one, or -1 if still running after `timeout`. */
+int h_moat_wait_exit(struct h_moat *m, double timeout);
+/* SIGINT, then SIGKILL after 10 s.  Returns the exit status. */
+int h_moat_stop(struct h_moat *m);
+/* Log searches look only past the mark (set at each start and here). */
+void h_moat_log_mark(struct h_moat *m);
+bool h_moat_log_has(struct h_moat *m, const char *needle); /* case-insensitive */
+bool h_moat_log_wait(struct h_moat *m, const char *needle, double timeout);
+/* Prints the log since the mark as diagnostics. */
+void h_moat_log_diag(struct h_moat *m);
+
+/* Conninfo strings (malloc'd) for TCP and the Unix socket; `password` may be
+ * NULL. */
+char *h_moat_conninfo(const struct h_moat *m, const char *user, const char *db,
+		      const char *password);
+char *h_moat_conninfo_unix(const struct h_moat *m, const char *user, const char *db,
+			   const char *password);
+PGconn *h_moat_connect(const struct h_moat *m, const char *user, const char *db,
+		       const char *password);
+
+/* --- libpq helpers */
+
+/* PQconnectdb; prints a diagnostic on failure.  Never NULL. */
+PGconn *h_connect(const char *conninfo);
+bool h_connected(const PGconn *c);
+/* Runs a command; true on success, a diagnostic otherwise. */
+bool h_exec(PGconn *c, const char *sql);
+/* First column of the first row (malloc'd; "" for NULL), or NULL with a
+ * diagnostic. */
+char *h_value(PGconn *c, const char *sql);
+/* Runs `sql`: "" if it succeeded, else the SQLSTATE, or "none" for a
+ * failure without one (connection lost).  malloc'd. */
+char *h_error_state(PGconn *c, const char *sql);
+/* SQLSTATE of a result, "" if none. */
+const char *h_result_state(const PGresult *r);
+/* pg_backend_pid() through `c`, 0 on failure. */
+int h_backend_pid(PGconn *c);
+
+/* A libpq connection driven without blocking: connect, send one query,
+ * collect its result. */
+enum h_async_state { H_ASYNC_CONNECTING, H_ASYNC_RUNNING, H_ASYNC_DONE, H_ASYNC_FAILED };
+
+struct h_async {
+	PGconn *conn;
+	enum h_async_state state;
+	int poll; /* last PostgresPollingStatusType */
+	char *query;
+	char *value;      /* first column of the first row, if any */
+	char sqlstate[6]; /* of the first error, "" if none */
+	char *error;      /* connection or query error message, NULL if none */
+	double started, finished;
+};
+
+void h_async_start(struct h_async *a, const char *conninfo, const char *query);
+/* Drives `a` for up to `timeout` seconds; true once it is DONE or FAILED. */
+bool h_async_wait(struct h_async *a, double timeout);
+/* True if it finished with a query result and no error. */
+bool h_async_ok(const struct h_async *a);
+void h_async_close(struct h_async *a);
+
+#endif
