@@ -1,6 +1,6 @@
 /* The configuration: one immutable object per loaded file.
  *
- * Every [pgmoat] setting is one row of the settings table (conf/config.c):
+ * Every [pgmoat] setting is one row of the settings table (conf/settings.c):
  * name, type, offset into struct config, default, reloadable or not, and a
  * one-line description.  Parsing, validation, defaults, `--check`, SHOW
  * CONFIG and doc/config.md all come from that table.
@@ -73,7 +73,7 @@ struct user_entry {
 };
 
 struct config {
-	/* [pgmoat] settings; keep in step with the table in config.c */
+	/* [pgmoat] settings; keep in step with the table in settings.c */
 	struct strlist listen_addr;
 	int listen_port;
 	char *unix_socket_dir; /* "" disables the unix socket */

@@ -190,6 +190,8 @@ void client_fatal(struct client *c, const char *sqlstate, const char *fmt, ...)
 	proto_error(&c->conn.out, "FATAL", sqlstate, "%s", msg);
 	c->closing_after_flush = true;
 	conn_want_read(c->w->loop, &c->conn, false);
+	if (c->state == CL_WAITING && c->pool)
+		pool_waiter_remove(c->pool, &c->waiter);
 	if (c->server) {
 		struct server *s = c->server;
 		c->server = NULL;
@@ -431,50 +433,49 @@ void client_pump(struct client *c)
 	struct server *s = c->server;
 	struct buf *b = &c->conn.in;
 	uint32_t max = (uint32_t)c->w->snap->cfg->max_packet_size;
+	bool terminate = false;
 	for (;;) {
-		bool terminate = false;
-		for (;;) {
-			uint8_t type;
-			uint32_t len;
-			enum frame_status fs = frame_next(&c->conn.frame, b, max, &type, &len);
-			if (fs == FRAME_MORE)
-				break;
-			if (fs == FRAME_BAD) {
-				client_fatal(c, "08P01", "invalid message length %u from client (max_packet_size %u)",
-					     len, max);
-				return;
-			}
-			if (type == 'X') {
-				terminate = true;
-				break;
-			}
-			if (type == 'Q' || type == 'S' || type == 'F')
-				s->pending_ready++;
-			frame_pass(&c->conn.frame, b, len);
-		}
-		enum io_result r = conn_write_buf(&s->conn, b, &c->w->stats.bytes_in);
-		if (r == IO_AGAIN) {
-			/* The server is slow: stop reading the client until it drains. */
-			conn_want_read(c->w->loop, &c->conn, false);
-			conn_want_write(c->w->loop, &s->conn, true);
+		uint8_t type;
+		uint32_t len;
+		enum frame_status fs = frame_next(&c->conn.frame, b, max, &type, &len);
+		if (fs == FRAME_MORE)
+			break;
+		if (fs == FRAME_BAD) {
+			client_fatal(c, "08P01", "invalid message length %u from client (max_packet_size %u)",
+				     len, max);
 			return;
 		}
-		if (r != IO_DONE) {
-			server_close(s, "write to server failed");
-			client_server_lost(c, "write to server failed");
-			return;
+		if (type == 'X') {
+			/* Not forwarded: the server stays for the next client.  What
+			 * came before it is flushed first. */
+			terminate = true;
+			break;
 		}
-		conn_want_write(c->w->loop, &s->conn, false);
-		if (terminate) {
-			client_close(c, "client disconnected");
-			return;
-		}
-		buf_reset_if_drained(b);
-		if (b->data && buf_empty(b))
-			buf_release(b, &c->w->bufs, false);
-		conn_want_read(c->w->loop, &c->conn, true);
+		if (type == 'Q' || type == 'S' || type == 'F')
+			s->pending_ready++;
+		frame_pass(&c->conn.frame, b, len);
+	}
+	enum io_result r = conn_write_buf(&s->conn, b, &c->w->stats.bytes_in);
+	if (r == IO_AGAIN) {
+		/* The server is slow: stop reading the client until it drains. */
+		conn_want_read(c->w->loop, &c->conn, false);
+		conn_want_write(c->w->loop, &s->conn, true);
 		return;
 	}
+	if (r != IO_DONE) {
+		server_close(s, "write to server failed");
+		client_server_lost(c, "write to server failed");
+		return;
+	}
+	conn_want_write(c->w->loop, &s->conn, false);
+	if (terminate) {
+		client_close(c, "client disconnected");
+		return;
+	}
+	buf_reset_if_drained(b);
+	if (b->data && buf_empty(b))
+		buf_release(b, &c->w->bufs, false);
+	conn_want_read(c->w->loop, &c->conn, true);
 }
 
 void client_server_lost(struct client *c, const char *why)

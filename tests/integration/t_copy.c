@@ -132,8 +132,8 @@ int main(void)
 	free(server_md5);
 
 	char got_md5[33];
-	size_t bytes;
-	long rows;
+	size_t bytes = 0;
+	long rows = 0;
 	ok(copy_out(c, got_md5, &bytes, &rows), "COPY TO STDOUT completes");
 	is_int(rows, ROWS, "100,000 CopyData rows received");
 	is_int((long)bytes, (long)len, "as many bytes as were sent");

@@ -89,7 +89,7 @@ static void wait_timeout(struct h_moat *m)
 	struct wire_login l;
 	struct wire_result r;
 	memset(&l, 0, sizeof l);
-	char state[8] = "", message[256] = "";
+	char state[8] = "", message[512] = "";
 	if (fd >= 0 && wire_login(fd, 0, "app", "app", "app", &l)) {
 		wire_query(fd, PID_QUERY, 10, &r);
 		snprintf(state, sizeof state, "%s", r.sqlstate);

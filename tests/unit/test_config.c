@@ -1,4 +1,4 @@
-/* Unit test of conf/config.c: the settings table, every value type, the
+/* Unit test of conf/config.c and conf/settings.c: the settings table, every value type, the
  * [databases] and [users] sections, warnings and errors with file:line, the
  * restart diff, and that doc/config.md and etc/pgmoat.ini match the table.
  *

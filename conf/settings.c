@@ -1,0 +1,936 @@
+#include <config.h> /* autoconf; <> so that conf/config.h is not picked up */
+
+/* The tables of the configuration file and everything that follows from
+ * them: every [pgmoat] setting (one row each), the [databases] and [users]
+ * parameters, the value parser of each type, defaults, formatting for SHOW
+ * CONFIG and reload, and doc/config.md.  Reading a file into a config is
+ * conf/config.c. */
+
+#include "conf/settings.h"
+#include "common/util.h"
+#include "conf/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_POOL 100000
+#define MAX_CONNS 1000000
+#define MAX_TIME_MS (7L * 24 * 3600 * 1000) /* a week */
+
+/* --- enum names ------------------------------------------------------- */
+
+#define X_NAME(id, name) name,
+static const char *const pool_mode_names[] = {POOL_MODE_LIST(X_NAME) NULL};
+static const char *const auth_type_names[] = {AUTH_TYPE_LIST(X_NAME) NULL};
+#undef X_NAME
+
+const char *pool_mode_name(enum pool_mode m)
+{
+	return (unsigned)m < POOL_MODE_COUNT ? pool_mode_names[m] : "unknown";
+}
+
+const char *auth_type_name(enum auth_type a)
+{
+	return (unsigned)a < AUTH_TYPE_COUNT ? auth_type_names[a] : "unknown";
+}
+
+/* clang-format off */
+static const char *const syslog_facilities[] = {
+	"auth", "authpriv", "daemon", "user", "local0", "local1", "local2", "local3", "local4",
+	"local5", "local6", "local7", NULL,
+};
+/* clang-format on */
+
+/* "a, b or c" */
+static void join_names(char *buf, size_t len, const char *const *names)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; names[i] && used < len; i++) {
+		const char *sep = i == 0 ? "" : names[i + 1] ? ", " : " or ";
+		int n = snprintf(buf + used, len - used, "%s%s", sep, names[i]);
+		used += n > 0 ? (size_t)n : 0;
+	}
+}
+
+static int find_name(const char *const *names, const char *word)
+{
+	for (int i = 0; names[i]; i++)
+		if (str_ieq(names[i], word))
+			return i;
+	return -1;
+}
+
+/* --- extra checks of single values ------------------------------------ */
+
+static bool is_host_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 253)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '.')
+			return false;
+	return true;
+}
+
+static bool check_listen_addr(void *field, char *msg, size_t len)
+{
+	const struct strlist *l = field;
+	for (size_t i = 0; i < l->n; i++) {
+		const char *a = l->items[i];
+		unsigned char bin[16];
+		if (strcmp(a, "*") == 0 || inet_pton(AF_INET, a, bin) == 1 ||
+		    inet_pton(AF_INET6, a, bin) == 1 || is_host_name(a))
+			continue;
+		snprintf(msg, len, "expected IP addresses, host names or '*', got '%s'", a);
+		return false;
+	}
+	return true;
+}
+
+/* Stored in lower case, as syslog(3)'s names are. */
+static bool check_syslog_facility(void *field, char *msg, size_t len)
+{
+	char **v = field;
+	int i = find_name(syslog_facilities, *v);
+	if (i >= 0) {
+		free(*v);
+		*v = xstrdup(syslog_facilities[i]);
+		return true;
+	}
+	char names[256];
+	join_names(names, sizeof(names), syslog_facilities);
+	snprintf(msg, len, "expected %s, got '%s'", names, *v);
+	return false;
+}
+
+/* --- the settings table ----------------------------------------------- */
+
+/* The field's C type must match the setting type, or this does not compile. */
+#define FIELD(n, ctype) (offsetof(struct config, n) + _Generic(((struct config *)0)->n, ctype : 0))
+#define RELOAD true
+#define RESTART false
+
+/* clang-format off */
+#define S_INT(n, dv, rl, lo, hi, text) {.name = #n, .type = SETTING_INT, \
+	.offset = FIELD(n, int), .def = dv, .reloadable = rl, .min = lo, .max = hi, .doc = text}
+#define S_SIZE(n, dv, rl, lo, hi, text) {.name = #n, .type = SETTING_SIZE, \
+	.offset = FIELD(n, int), .def = dv, .reloadable = rl, .min = lo, .max = hi, .doc = text}
+#define S_MODE(n, dv, rl, text) {.name = #n, .type = SETTING_MODE, \
+	.offset = FIELD(n, int), .def = dv, .reloadable = rl, .min = 0, .max = 0777, .doc = text}
+#define S_TIME(n, dv, lo_ms, text) {.name = #n, .type = SETTING_TIME, \
+	.offset = FIELD(n, double), .def = dv, .reloadable = RELOAD, .min = lo_ms, \
+	.max = MAX_TIME_MS, .doc = text}
+#define S_BOOL(n, dv, rl, text) {.name = #n, .type = SETTING_BOOL, \
+	.offset = FIELD(n, bool), .def = dv, .reloadable = rl, .doc = text}
+#define S_STR(n, t, dv, rl, chk, text) {.name = #n, .type = t, \
+	.offset = FIELD(n, char *), .def = dv, .reloadable = rl, .check = chk, .doc = text}
+#define S_LIST(n, dv, rl, chk, text) {.name = #n, .type = SETTING_LIST, \
+	.offset = FIELD(n, struct strlist), .def = dv, .reloadable = rl, .check = chk, .doc = text}
+#define S_ENUM(n, dv, names, text) {.name = #n, .type = SETTING_ENUM, \
+	.offset = FIELD(n, int), .def = dv, .reloadable = RELOAD, .enum_names = names, .doc = text}
+
+static const struct setting settings[] = {
+	S_LIST(listen_addr, "127.0.0.1", RESTART, check_listen_addr,
+		"Addresses to accept TCP connections on (IPv4, IPv6 or host names); `*`: every "
+		"address; empty: no TCP."),
+	S_INT(listen_port, "6432", RESTART, 1, 65535,
+		"TCP port to listen on; the unix socket is named `.s.PGSQL.<port>`."),
+	S_STR(unix_socket_dir, SETTING_PATH, "/tmp", RESTART, NULL,
+		"Directory of the unix socket; empty: no unix socket."),
+	S_MODE(unix_socket_mode, "0777", RESTART, "File mode of the unix socket."),
+	S_INT(workers, "0", RESTART, 0, MAX_WORKERS,
+		"Worker threads, each with its own event loop and listening socket; 0: one per "
+		"CPU core."),
+	S_ENUM(pool_mode, "session", pool_mode_names,
+		"When a server connection returns to the pool: when the client disconnects "
+		"(session), after each transaction (transaction) or after each statement "
+		"(statement)."),
+	S_INT(default_pool_size, "20", RELOAD, 1, MAX_POOL,
+		"Server connections per (database, user) pool, unless the database sets "
+		"`pool_size`."),
+	S_INT(min_pool_size, "0", RELOAD, 0, MAX_POOL,
+		"Server connections each pool keeps open even when idle."),
+	S_INT(reserve_pool_size, "0", RELOAD, 0, MAX_POOL,
+		"Extra server connections a pool may open once a client has waited "
+		"`reserve_pool_timeout`."),
+	S_TIME(reserve_pool_timeout, "5", 0,
+		"How long a client waits before the reserve pool is used."),
+	S_INT(max_client_conn, "100", RELOAD, 1, MAX_CONNS,
+		"Most client connections open at once; more are refused."),
+	S_INT(max_db_connections, "0", RELOAD, 0, MAX_CONNS,
+		"Most server connections per database, all pools together; 0: no limit."),
+	S_INT(max_user_connections, "0", RELOAD, 0, MAX_CONNS,
+		"Most server connections per user, all pools together; 0: no limit."),
+	S_ENUM(auth_type, "md5", auth_type_names,
+		"How clients prove who they are: trust (no password), md5, scram-sha-256 or "
+		"plain (cleartext password)."),
+	S_STR(auth_file, SETTING_PATH, "", RELOAD, NULL,
+		"Users and their passwords or secrets, in pgbouncer's userlist.txt format."),
+	S_LIST(admin_users, "", RELOAD, NULL,
+		"Users who may run every admin console command."),
+	S_LIST(stats_users, "", RELOAD, NULL,
+		"Users who may run the admin console's read-only commands (SHOW ...)."),
+	S_STR(logfile, SETTING_PATH, "", RESTART, NULL,
+		"File the log is appended to, reopened on SIGHUP; empty: none."),
+	S_STR(pidfile, SETTING_PATH, "", RESTART, NULL,
+		"File the process id is written to; empty: none."),
+	S_BOOL(syslog, "0", RESTART, "Also send the log to syslog."),
+	S_STR(syslog_ident, SETTING_STRING, "pgmoat", RESTART, NULL,
+		"Program name in syslog messages."),
+	S_STR(syslog_facility, SETTING_STRING, "daemon", RESTART, check_syslog_facility,
+		"Syslog facility: auth, authpriv, daemon, user or local0 to local7."),
+	S_INT(verbose, "0", RELOAD, 0, 2,
+		"Extra log detail: 1 adds per-connection messages, 2 per-message ones (like -v, "
+		"-vv)."),
+	S_STR(server_reset_query, SETTING_STRING, "DISCARD ALL", RELOAD, NULL,
+		"Query run on a server connection before it returns to the pool in session "
+		"mode; empty: none."),
+	S_BOOL(server_reset_query_always, "0", RELOAD,
+		"Run `server_reset_query` in transaction and statement mode too."),
+	S_TIME(server_lifetime, "3600", 0,
+		"Close a server connection that has been open this long when it is next idle; "
+		"0: never."),
+	S_TIME(server_idle_timeout, "600", 0,
+		"Close a server connection that has been idle this long; 0: never."),
+	S_TIME(server_connect_timeout, "15", 1,
+		"Give up connecting and logging in to a server after this long."),
+	S_TIME(server_login_retry, "15", 0,
+		"After a server connection failed, wait this long before trying that server "
+		"again."),
+	S_TIME(client_login_timeout, "60", 0,
+		"Disconnect a client that has not logged in within this time; 0: never."),
+	S_TIME(query_wait_timeout, "120", 0,
+		"Disconnect a client that has waited this long for a server connection; "
+		"0: never."),
+	S_TIME(shutdown_timeout, "30", 0,
+		"On SIGTERM, wait this long for clients to finish before closing them; 0: wait "
+		"forever."),
+	S_SIZE(pkt_buf, "4096", RESTART, 1024, 16 * 1024 * 1024,
+		"Size of a relay buffer; a connection holds one only while it moves data."),
+	S_SIZE(max_packet_size, "2147483647", RELOAD, 8192, INT_MAX,
+		"Largest protocol message accepted; a bigger one closes the connection."),
+	S_LIST(ignore_startup_parameters, "", RELOAD, NULL,
+		"Startup parameters clients may send that pgmoat ignores instead of refusing "
+		"the connection."),
+	S_BOOL(tcp_keepalive, "1", RELOAD,
+		"Turn on TCP keepalive, with the system's timings, on client and server "
+		"sockets."),
+	S_INT(listen_backlog, "128", RESTART, 1, 65535,
+		"Length of the queue of not yet accepted connections of each listening "
+		"socket."),
+};
+
+/* pgbouncer settings that pgmoat accepts in the file and ignores. */
+static const char *const unsupported_settings[] = {
+	"application_name_add_host", "auth_dbname", "auth_hba_file", "auth_ident_file",
+	"auth_query", "auth_user", "autodb_idle_timeout", "cancel_wait_timeout",
+	"client_idle_timeout", "client_tls_ca_file", "client_tls_cert_file",
+	"client_tls_ciphers", "client_tls_dheparams", "client_tls_ecdhcurve",
+	"client_tls_key_file", "client_tls_protocols", "client_tls_sslmode", "disable_pqexec",
+	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "idle_transaction_timeout",
+	"job_name", "log_connections", "log_disconnections", "log_pooler_errors", "log_stats",
+	"max_prepared_statements", "peer_id", "query_timeout", "resolv_conf", "sbuf_loopcnt",
+	"server_check_delay", "server_check_query", "server_fast_close", "server_round_robin",
+	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
+	"server_tls_key_file", "server_tls_protocols", "server_tls_sslmode", "so_reuseport",
+	"stats_period", "suspend_timeout", "tcp_defer_accept", "tcp_keepcnt", "tcp_keepidle",
+	"tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout", "track_extra_parameters",
+	"unix_socket_group", "user", NULL,
+};
+/* clang-format on */
+
+#define N_SETTINGS ARRAY_SIZE(settings)
+
+const struct setting *config_settings(size_t *n)
+{
+	*n = N_SETTINGS;
+	return settings;
+}
+
+const struct setting *config_find_setting(const char *name)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (str_ieq(settings[i].name, name) ||
+		    (settings[i].alias && str_ieq(settings[i].alias, name)))
+			return &settings[i];
+	return NULL;
+}
+
+/* --- [databases] and [users] parameters ------------------------------- */
+
+enum param_kind { PARAM_STR, PARAM_INT, PARAM_POOL_MODE };
+
+struct param {
+	const char *name; /* first, like struct setting: see closest_name() */
+	enum param_kind kind;
+	size_t offset;
+	long min, max;
+	const char *def; /* for the documentation */
+	const char *doc;
+};
+
+#define P_FIELD(st, n, ctype) (offsetof(struct st, n) + _Generic(((struct st *)0)->n, ctype : 0))
+
+/* clang-format off */
+#define DB_STR(n, dv, text) {#n, PARAM_STR, P_FIELD(db_entry, n, char *), 0, 0, dv, text}
+#define DB_INT(n, lo, hi, dv, text) {#n, PARAM_INT, P_FIELD(db_entry, n, int), lo, hi, dv, text}
+
+static const struct param db_params[] = {
+	DB_STR(host, "unix socket",
+		"Server host name or IP address; a comma-separated list names the primary and "
+		"its replicas."),
+	DB_INT(port, 1, 65535, "5432", "Server port."),
+	DB_STR(dbname, "the name used", "Database name on the server."),
+	DB_STR(user, "the client's user",
+		"Log in to the server as this user, whoever the client logged in as."),
+	DB_STR(password, "none", "Password of that user (or of the client's user) on the server."),
+	DB_INT(pool_size, 0, MAX_POOL, "`default_pool_size`", "Server connections per pool."),
+	DB_INT(min_pool_size, 0, MAX_POOL, "`min_pool_size`",
+		"Server connections kept open per pool."),
+	DB_INT(reserve_pool, 0, MAX_POOL, "`reserve_pool_size`", "Extra connections per pool."),
+	DB_INT(max_db_connections, 0, MAX_CONNS, "`max_db_connections`",
+		"Most server connections to this database; 0: no limit."),
+	{"pool_mode", PARAM_POOL_MODE, P_FIELD(db_entry, pool_mode, int), 0, 0, "`pool_mode`",
+		"Pool mode of this database's pools."},
+	DB_STR(client_encoding, "not sent", "Sent to the server as its `client_encoding`."),
+	DB_STR(datestyle, "not sent", "Sent to the server as its `DateStyle`."),
+	DB_STR(timezone, "not sent", "Sent to the server as its `TimeZone`."),
+	DB_STR(application_name, "not sent", "Sent to the server as its `application_name`."),
+};
+
+static const struct param user_params[] = {
+	{"pool_mode", PARAM_POOL_MODE, P_FIELD(user_entry, pool_mode, int), 0, 0,
+		"the database's", "Pool mode of this user's pools."},
+	{"max_user_connections", PARAM_INT, P_FIELD(user_entry, max_user_connections, int),
+		0, MAX_CONNS, "`max_user_connections`",
+		"Most server connections of this user; 0: no limit."},
+};
+
+/* pgbouncer parameters pgmoat does not have: named as such in errors. */
+static const char *const unsupported_params[] = {
+	"auth_dbname", "auth_query", "auth_user", "connect_query", "load_balance_hosts",
+	"max_db_client_connections", "max_user_client_connections", "query_timeout",
+	"idle_transaction_timeout", "client_idle_timeout", "server_lifetime",
+	"reserve_pool_size", "pool_size", "reserve_pool", NULL,
+};
+/* clang-format on */
+
+/* --- suggestions for misspelt names ----------------------------------- */
+
+/* Edit distance counting an adjacent swap as one edit; case-insensitive. */
+static size_t edit_distance(const char *a, const char *b)
+{
+	enum { M = 64 };
+	size_t la = strlen(a), lb = strlen(b);
+	if (la >= M || lb >= M)
+		return SIZE_MAX;
+	unsigned short d[M + 1][M + 1];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (unsigned short)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (unsigned short)j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			int ca = tolower((unsigned char)a[i - 1]),
+			    cb = tolower((unsigned char)b[j - 1]);
+			unsigned v = d[i - 1][j - 1] + (ca != cb);
+			v = MIN(v, d[i - 1][j] + 1u);
+			v = MIN(v, d[i][j - 1] + 1u);
+			if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+			    tolower((unsigned char)a[i - 2]) == cb)
+				v = MIN(v, d[i - 2][j - 2] + 1u);
+			d[i][j] = (unsigned short)v;
+		}
+	}
+	return d[la][lb];
+}
+
+/* The name closest to `word` among `n` structs of `stride` bytes whose first
+ * member is the name, if it is close enough to be a likely typo. */
+static const char *closest_name(const char *word, const void *base, size_t n, size_t stride)
+{
+	size_t len = strlen(word);
+	size_t limit = len <= 3 ? 1 : len <= 8 ? 2 : 3;
+	const char *best = NULL;
+	size_t best_d = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = *(const char *const *)((const char *)base + i * stride);
+		size_t dist = edit_distance(word, name);
+		if (dist < best_d) {
+			best_d = dist;
+			best = name;
+		}
+	}
+	return best_d <= limit ? best : NULL;
+}
+
+void settings_unknown(const char *key, char *msg, size_t len)
+{
+	const char *hint = closest_name(key, settings, N_SETTINGS, sizeof(settings[0]));
+	if (find_name(unsupported_settings, key) >= 0)
+		snprintf(msg, len, "'%s' is not supported by pgmoat, ignored", key);
+	else if (hint)
+		snprintf(msg, len, "unknown setting '%s' (did you mean '%s'?)", key, hint);
+	else
+		snprintf(msg, len, "unknown setting '%s'", key);
+}
+
+/* --- parsing values --------------------------------------------------- */
+
+static bool parse_long(const char *v, long *out)
+{
+	if (!isdigit((unsigned char)v[0]) && !(v[0] == '-' && isdigit((unsigned char)v[1])))
+		return false;
+	errno = 0;
+	char *end;
+	long x = strtol(v, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = x;
+	return true;
+}
+
+/* digits [. digits]; returns the end or NULL. */
+static const char *scan_decimal(const char *p, double *out)
+{
+	double v = 0, scale = 1;
+	bool digits = false;
+	for (; isdigit((unsigned char)*p); p++, digits = true)
+		v = v * 10 + (*p - '0');
+	if (*p == '.')
+		for (p++; isdigit((unsigned char)*p); p++, digits = true)
+			v += (*p - '0') * (scale /= 10);
+	*out = v;
+	return digits ? p : NULL;
+}
+
+static const char *skip_spaces(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+/* Seconds, or a number with unit ms, s, min or h; result in milliseconds. */
+static bool parse_time_ms(const char *v, long min, long max, long *ms)
+{
+	static const struct {
+		const char *unit;
+		double ms;
+	} units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"min", 60000}, {"h", 3600000}};
+	double x;
+	const char *p = scan_decimal(v, &x);
+	if (!p)
+		return false;
+	p = skip_spaces(p);
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcmp(p, units[i].unit) == 0) {
+			double r = x * units[i].ms + 0.5;
+			if (r < (double)min || r >= (double)max + 1)
+				return false;
+			*ms = (long)r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Bytes, or a whole number with unit B, kB, MB or GB (any case). */
+static bool parse_size(const char *v, long min, long max, long *out)
+{
+	static const struct {
+		const char *unit;
+		unsigned long long mult;
+	} units[] = {
+	        {"", 1}, {"b", 1}, {"kb", 1024}, {"mb", 1024 * 1024}, {"gb", 1024 * 1024 * 1024}};
+	if (!isdigit((unsigned char)*v))
+		return false;
+	errno = 0;
+	char *end;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno)
+		return false;
+	const char *p = skip_spaces(end);
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (str_ieq(p, units[i].unit)) {
+			if (x > (unsigned long long)max / units[i].mult)
+				return false;
+			x *= units[i].mult;
+			if (x < (unsigned long long)min)
+				return false;
+			*out = (long)x;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = {"1", "yes", "on", "true", NULL};
+	static const char *const no[] = {"0", "no", "off", "false", NULL};
+	if (find_name(yes, v) >= 0)
+		*out = true;
+	else if (find_name(no, v) >= 0)
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+/* "ms" as the shortest of Nh, Nmin, Ns or Nms. */
+static void format_ms(char *buf, size_t len, long ms)
+{
+	if (ms != 0 && ms % 3600000 == 0)
+		snprintf(buf, len, "%ldh", ms / 3600000);
+	else if (ms != 0 && ms % 60000 == 0)
+		snprintf(buf, len, "%ldmin", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%lds", ms / 1000);
+	else
+		snprintf(buf, len, "%ldms", ms);
+}
+
+static void format_bytes(char *buf, size_t len, long b)
+{
+	if (b != 0 && b % (1024L * 1024 * 1024) == 0)
+		snprintf(buf, len, "%ldGB", b / (1024L * 1024 * 1024));
+	else if (b != 0 && b % (1024L * 1024) == 0)
+		snprintf(buf, len, "%ldMB", b / (1024L * 1024));
+	else if (b != 0 && b % 1024 == 0)
+		snprintf(buf, len, "%ldkB", b / 1024);
+	else
+		snprintf(buf, len, "%ld", b);
+}
+
+/* A relative path made absolute against the directory of `file`. */
+static char *absolute_path(const char *file, const char *value)
+{
+	if (value[0] == '\0' || value[0] == '/' || !file)
+		return xstrdup(value);
+	const char *slash = strrchr(file, '/');
+	char *dir = slash ? xstrndup(file, (size_t)(slash - file) + (slash == file)) : xstrdup(".");
+	char *real = realpath(dir, NULL);
+	const char *base = real ? real : dir;
+	size_t n = strlen(base) + strlen(value) + 2;
+	char *p = xmalloc(n);
+	snprintf(p, n, "%s%s%s", base, strcmp(base, "/") == 0 ? "" : "/", value);
+	free(real);
+	free(dir);
+	return p;
+}
+
+bool settings_parse(struct config *c, const struct setting *s, const char *v, const char *file,
+                    char *msg, size_t len)
+{
+	void *f = (char *)c + s->offset;
+	long x;
+	char lo[32], hi[32];
+	switch (s->type) {
+	case SETTING_INT:
+		if (!parse_long(v, &x) || x < s->min || x > s->max) {
+			snprintf(msg, len, "expected an integer between %ld and %ld, got '%s'",
+			         s->min, s->max, v);
+			return false;
+		}
+		*(int *)f = (int)x;
+		break;
+	case SETTING_SIZE:
+		if (!parse_size(v, s->min, s->max, &x)) {
+			format_bytes(lo, sizeof(lo), s->min);
+			format_bytes(hi, sizeof(hi), s->max);
+			snprintf(msg, len,
+			         "expected a size between %s and %s (bytes, or a number with unit "
+			         "kB, MB or GB), got '%s'",
+			         lo, hi, v);
+			return false;
+		}
+		*(int *)f = (int)x;
+		break;
+	case SETTING_TIME:
+		if (!parse_time_ms(v, s->min, s->max, &x)) {
+			format_ms(lo, sizeof(lo), s->min);
+			format_ms(hi, sizeof(hi), s->max);
+			snprintf(msg, len,
+			         "expected a duration between %s and %s (seconds, or a number with "
+			         "unit ms, s, min or h), got '%s'",
+			         lo, hi, v);
+			return false;
+		}
+		*(double *)f = (double)x / 1000.0;
+		break;
+	case SETTING_BOOL:
+		if (!parse_bool(v, f)) {
+			snprintf(msg, len,
+			         "expected a boolean (1/0, yes/no, on/off, true/false), got '%s'",
+			         v);
+			return false;
+		}
+		break;
+	case SETTING_ENUM: {
+		int i = find_name(s->enum_names, v);
+		if (i < 0) {
+			char names[256];
+			join_names(names, sizeof(names), s->enum_names);
+			snprintf(msg, len, "expected %s, got '%s'", names, v);
+			return false;
+		}
+		*(int *)f = i;
+		break;
+	}
+	case SETTING_MODE: {
+		char *end;
+		errno = 0;
+		x = (*v >= '0' && *v <= '7') ? strtol(v, &end, 8) : -1;
+		if (x < 0 || errno || *end || x < s->min || x > s->max) {
+			snprintf(msg, len, "expected an octal file mode such as 0700, got '%s'", v);
+			return false;
+		}
+		*(int *)f = (int)x;
+		break;
+	}
+	case SETTING_STRING:
+	case SETTING_PATH: {
+		char **p = f;
+		char *nv = s->type == SETTING_PATH ? absolute_path(file, v) : xstrdup(v);
+		if (s->check && !s->check(&nv, msg, len)) {
+			free(nv);
+			return false;
+		}
+		free(*p);
+		*p = nv;
+		return true;
+	}
+	case SETTING_LIST: {
+		struct strlist l;
+		strlist_init(&l);
+		strlist_parse_csv(&l, v);
+		if (s->check && !s->check(&l, msg, len)) {
+			strlist_free(&l);
+			return false;
+		}
+		strlist_free(f);
+		*(struct strlist *)f = l;
+		return true;
+	}
+	}
+	return s->check ? s->check(f, msg, len) : true;
+}
+
+/* --- [databases] and [users] parameter values ------------------------ */
+
+/* Set parameter `p` of `entry`. */
+static bool param_set(const struct param *p, void *entry, const char *v, char *msg, size_t len)
+{
+	void *f = (char *)entry + p->offset;
+	long x;
+	switch (p->kind) {
+	case PARAM_STR:
+		free(*(char **)f);
+		*(char **)f = v[0] ? xstrdup(v) : NULL;
+		return true;
+	case PARAM_INT:
+		if (!parse_long(v, &x) || x < p->min || x > p->max) {
+			snprintf(msg, len, "%s: expected an integer between %ld and %ld, got '%s'",
+			         p->name, p->min, p->max, v);
+			return false;
+		}
+		*(int *)f = (int)x;
+		return true;
+	case PARAM_POOL_MODE:
+		x = find_name(pool_mode_names, v);
+		if (x < 0) {
+			char names[128];
+			join_names(names, sizeof(names), pool_mode_names);
+			snprintf(msg, len, "%s: expected %s, got '%s'", p->name, names, v);
+			return false;
+		}
+		*(int *)f = (int)x;
+		return true;
+	}
+	return false;
+}
+
+/* The table `t` names. */
+static void param_table(enum settings_params t, const struct param **params, size_t *n)
+{
+	if (t == SETTINGS_DB_PARAMS) {
+		*params = db_params;
+		*n = ARRAY_SIZE(db_params);
+	} else {
+		*params = user_params;
+		*n = ARRAY_SIZE(user_params);
+	}
+}
+
+bool settings_param_set(enum settings_params t, void *entry, const char *key, const char *v,
+                        char *msg, size_t len)
+{
+	const struct param *params;
+	size_t n;
+	param_table(t, &params, &n);
+	for (size_t i = 0; i < n; i++)
+		if (str_ieq(params[i].name, key))
+			return param_set(&params[i], entry, v, msg, len);
+	const char *hint = closest_name(key, params, n, sizeof(params[0]));
+	if (find_name(unsupported_params, key) >= 0)
+		snprintf(msg, len, "'%s' is not supported by pgmoat", key);
+	else if (hint)
+		snprintf(msg, len, "unknown parameter '%s' (did you mean '%s'?)", key, hint);
+	else
+		snprintf(msg, len, "unknown parameter '%s'", key);
+	return false;
+}
+
+void settings_param_clear(enum settings_params t, void *entry)
+{
+	const struct param *params;
+	size_t n;
+	param_table(t, &params, &n);
+	for (size_t i = 0; i < n; i++)
+		if (params[i].kind == PARAM_STR)
+			free(*(char **)((char *)entry + params[i].offset));
+}
+
+/* --- defaults and freeing --------------------------------------------- */
+
+void settings_init(struct config *c)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		char msg[256];
+		if (!settings_parse(c, &settings[i], settings[i].def, NULL, msg, sizeof(msg))) {
+			fprintf(stderr, "pgmoat: bad default of %s: %s\n", settings[i].name, msg);
+			abort();
+		}
+	}
+}
+
+void settings_free(struct config *c)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		void *f = (char *)c + settings[i].offset;
+		if (settings[i].type == SETTING_STRING || settings[i].type == SETTING_PATH)
+			free(*(char **)f);
+		else if (settings[i].type == SETTING_LIST)
+			strlist_free(f);
+	}
+}
+
+/* --- formatting ------------------------------------------------------- */
+
+struct out {
+	char *buf;
+	size_t len, used;
+};
+
+static void out_add(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void out_add(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	size_t room = o->used < o->len ? o->len - o->used : 0;
+	int n = vsnprintf(room ? o->buf + o->used : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->used += (size_t)n;
+}
+
+size_t config_format(const struct config *c, const struct setting *s, char *buf, size_t len)
+{
+	const void *f = (const char *)c + s->offset;
+	struct out o = {buf, len, 0};
+	if (len)
+		buf[0] = '\0';
+	switch (s->type) {
+	case SETTING_INT:
+	case SETTING_SIZE:
+		out_add(&o, "%d", *(const int *)f);
+		break;
+	case SETTING_MODE:
+		out_add(&o, "%04o", (unsigned)*(const int *)f);
+		break;
+	case SETTING_BOOL:
+		out_add(&o, "%d", *(const bool *)f ? 1 : 0);
+		break;
+	case SETTING_ENUM:
+		out_add(&o, "%s", s->enum_names[*(const int *)f]);
+		break;
+	case SETTING_TIME: {
+		long ms = (long)(*(const double *)f * 1000.0 + 0.5);
+		if (ms % 1000 == 0)
+			out_add(&o, "%ld", ms / 1000);
+		else
+			out_add(&o, "%ldms", ms);
+		break;
+	}
+	case SETTING_STRING:
+	case SETTING_PATH: {
+		const char *v = *(char *const *)f;
+		out_add(&o, "%s", v ? v : "");
+		break;
+	}
+	case SETTING_LIST: {
+		const struct strlist *l = f;
+		for (size_t i = 0; i < l->n; i++)
+			out_add(&o, "%s%s", i ? ", " : "", l->items[i]);
+		break;
+	}
+	}
+	return o.used;
+}
+
+static char *format_alloc(const struct config *c, const struct setting *s)
+{
+	size_t n = config_format(c, s, NULL, 0);
+	char *buf = xmalloc(n + 1);
+	config_format(c, s, buf, n + 1);
+	return buf;
+}
+
+void config_changed_restart_keys(const struct config *old, const struct config *new,
+                                 void (*fn)(const struct setting *s, void *arg), void *arg)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		if (settings[i].reloadable)
+			continue;
+		char *a = format_alloc(old, &settings[i]), *b = format_alloc(new, &settings[i]);
+		if (strcmp(a, b) != 0)
+			fn(&settings[i], arg);
+		free(a);
+		free(b);
+	}
+}
+
+/* --- documentation ---------------------------------------------------- */
+
+static void doc_type(char *buf, size_t len, const struct setting *s)
+{
+	char lo[32], hi[32], names[256];
+	switch (s->type) {
+	case SETTING_INT:
+		snprintf(buf, len, "integer, %ld..%ld", s->min, s->max);
+		break;
+	case SETTING_SIZE:
+		format_bytes(lo, sizeof(lo), s->min);
+		format_bytes(hi, sizeof(hi), s->max);
+		snprintf(buf, len, "size, %s..%s", lo, hi);
+		break;
+	case SETTING_TIME:
+		format_ms(lo, sizeof(lo), s->min);
+		format_ms(hi, sizeof(hi), s->max);
+		snprintf(buf, len, "duration, %s..%s", lo, hi);
+		break;
+	case SETTING_ENUM:
+		join_names(names, sizeof(names), s->enum_names);
+		snprintf(buf, len, "%s", names);
+		break;
+	case SETTING_BOOL:
+		snprintf(buf, len, "boolean");
+		break;
+	case SETTING_STRING:
+		snprintf(buf, len, "string");
+		break;
+	case SETTING_PATH:
+		snprintf(buf, len, "path");
+		break;
+	case SETTING_LIST:
+		snprintf(buf, len, "list");
+		break;
+	case SETTING_MODE:
+		snprintf(buf, len, "octal mode");
+		break;
+	}
+}
+
+static void doc_params(FILE *f, const struct param *params, size_t n)
+{
+	char names[128];
+	fprintf(f, "| parameter | type | default | description |\n| --- | --- | --- | --- |\n");
+	for (size_t i = 0; i < n; i++) {
+		const struct param *p = &params[i];
+		fprintf(f, "| `%s` | ", p->name);
+		if (p->kind == PARAM_INT)
+			fprintf(f, "integer, %ld..%ld", p->min, p->max);
+		else if (p->kind == PARAM_POOL_MODE) {
+			join_names(names, sizeof(names), pool_mode_names);
+			fputs(names, f);
+		} else {
+			fputs("string", f);
+		}
+		fprintf(f, " | %s | %s |\n", p->def, p->doc);
+	}
+}
+
+void config_write_doc(FILE *f)
+{
+	fputs("# pgmoat configuration reference\n\n"
+	      "<!-- Generated from the tables in conf/settings.c by config_write_doc(); do not "
+	      "edit.\n"
+	      "     Regenerate with: tests/unit/test_config --write-doc > doc/config.md -->\n\n"
+	      "pgmoat reads one INI file (see `etc/pgmoat.ini`). A `pgbouncer.ini` works as is\n"
+	      "for the settings the two share: `[pgbouncer]` is read as `[pgmoat]`.\n\n"
+	      "## Syntax\n\n"
+	      "- Lines starting with `;` or `#` are comments.\n"
+	      "- `[section]` starts a section: `[pgmoat]` (or `[pgbouncer]`), `[databases]`,\n"
+	      "  `[users]`. Any other section is an error.\n"
+	      "- `key = value`; a value may be double-quoted (`\\\"` and `\\\\` inside stand for\n"
+	      "  `\"` and `\\`). Setting names are case-insensitive, database and user names\n"
+	      "  are not.\n"
+	      "- `%include path` reads another file in place; a relative path is relative\n"
+	      "  to the including file.\n"
+	      "- Booleans: `1`/`0`, `yes`/`no`, `on`/`off`, `true`/`false`.\n"
+	      "- Durations: seconds (`30`, `1.5`) or a number with a unit: `ms`, `s`, `min`, "
+	      "`h`.\n"
+	      "- Sizes: bytes or a whole number with a unit: `kB`, `MB`, `GB` (powers of "
+	      "1024).\n"
+	      "- Lists: comma-separated.\n"
+	      "- Relative paths are relative to the directory of the file that sets them.\n\n"
+	      "Every error is reported as `file:line: message`, all of them at once; a file with\n"
+	      "errors is not used (on reload, the running configuration stays). An unknown\n"
+	      "setting is a warning, with a suggestion when it looks like a typo.\n\n"
+	      "## [pgmoat]\n\n"
+	      "*reload*: SIGHUP or `RELOAD` applies a new value; *restart*: a new value is\n"
+	      "reported and takes effect at the next start.\n\n"
+	      "| setting | type | default | applies | description |\n"
+	      "| --- | --- | --- | --- | --- |\n",
+	      f);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting *s = &settings[i];
+		char type[300];
+		doc_type(type, sizeof(type), s);
+		fprintf(f, "| `%s` | %s | ", s->name, type);
+		if (s->def[0])
+			fprintf(f, "`%s`", s->def);
+		else
+			fputs("empty", f);
+		fprintf(f, " | %s | %s |\n", s->reloadable ? "reload" : "restart", s->doc);
+	}
+	fputs("\n## [databases]\n\n"
+	      "`name = host=... port=... dbname=...`: how to reach the database clients ask for\n"
+	      "by `name` (case-sensitive, at most 63 bytes). Parameters are written as in a libpq\n"
+	      "connection string: `key=value`, separated by spaces, values with spaces in single\n"
+	      "quotes (`'a b'`), `\\` escapes the next character. The entry named `*` serves\n"
+	      "every name that is not listed (its `dbname` defaults to that name). The name\n"
+	      "`pgmoat` is the admin console. Defined again: the last definition wins.\n\n",
+	      f);
+	doc_params(f, db_params, ARRAY_SIZE(db_params));
+	fputs("\n## [users]\n\n`name = pool_mode=... max_user_connections=...`: per-user "
+	      "overrides.\n\n",
+	      f);
+	doc_params(f, user_params, ARRAY_SIZE(user_params));
+	fputs("\n## pgbouncer settings pgmoat ignores\n\nThese are accepted with a warning:\n", f);
+	for (size_t i = 0; unsupported_settings[i]; i++)
+		fprintf(f, "%s`%s`", i == 0 ? "\n" : i % 6 ? ", " : ",\n", unsupported_settings[i]);
+	fputs(".\n", f);
+}
