@@ -279,6 +279,18 @@ static void on_key(const char *file, int line, const char *section, const char *
                    const char *value, void *arg)
 {
 	struct loader *ld = arg;
+	bool known = str_ieq(section, "pgmoat") || str_ieq(section, "pgbouncer") ||
+	             str_ieq(section, "databases") || str_ieq(section, "users");
+	if (!key) {
+		/* A section header. */
+		if (!known && !strlist_contains_ci(&ld->bad_sections, section)) {
+			strlist_add(&ld->bad_sections, section);
+			add_msg(ld->errors, file, line,
+			        "unknown section [%s] (expected [pgmoat], [databases] or [users])",
+			        section);
+		}
+		return;
+	}
 	if (str_ieq(section, "pgmoat") || str_ieq(section, "pgbouncer")) {
 		load_setting(ld, file, line, key, value);
 	} else if (str_ieq(section, "databases")) {

@@ -198,6 +198,9 @@ static void do_section(struct ini_state *st, const char *file, int line, char *s
 		return;
 	}
 	set_section(st, name);
+	/* Announce the header itself (key NULL), so a bad section is reported
+	 * at its own line even when it holds no key. */
+	st->fn(file, line, st->section, NULL, NULL, st->arg);
 }
 
 static void do_key_value(struct ini_state *st, const char *file, int line, char *s)

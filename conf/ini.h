@@ -10,7 +10,8 @@
  * An included file is read as if pasted in place: it starts in the section
  * of the including file and the section it ends in carries on after it.
  *
- * Calls `fn` once per key with its file, line and section; keys and section
+ * Calls `fn` once per section header (with key and value NULL) and once per
+ * key with its file, line and section; keys and section
  * names are passed as written (callers choose how to compare them).  Syntax
  * errors are reported as "file:line: message" through `errors`; reading goes
  * on after an error so that every problem in a file is listed at once.  Keys

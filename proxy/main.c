@@ -121,6 +121,9 @@ static void begin_shutdown(struct control *ctl, enum shutdown_mode mode)
 	if (cur >= (int)mode)
 		return;
 	atomic_store(&rt->shutdown, (int)mode);
+	/* New clients find no socket; workers close their TCP listeners. */
+	if (rt->unix_path[0])
+		unlink(rt->unix_path);
 	if (mode == SHUTDOWN_GRACEFUL) {
 		double t = rt->snap->cfg->shutdown_timeout;
 		log_info("SIGTERM: no new connections; waiting for running transactions (up to %g s)", t);
@@ -296,7 +299,8 @@ int main(int argc, char **argv)
 	workers_join(rt);
 	if (rt->unix_fd >= 0) {
 		close(rt->unix_fd);
-		unlink(rt->unix_path);
+		if (atomic_load(&rt->shutdown) == SHUTDOWN_NONE)
+			unlink(rt->unix_path);
 	}
 	process_remove_pidfile(ctl.pidfile);
 	free(ctl.pidfile);

@@ -146,8 +146,9 @@ static void check_stopped(struct worker *w)
 static void begin_shutdown(struct worker *w)
 {
 	enum shutdown_mode mode = atomic_load(&w->rt->shutdown);
-	if (w->listening)
-		listener_stop(w);
+	/* Closed, not just unwatched: connections to a socket nobody accepts
+	 * from would hang in its backlog. */
+	listener_close(w);
 	close_all(w, mode == SHUTDOWN_FAST);
 	check_stopped(w);
 }

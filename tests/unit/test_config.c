@@ -435,7 +435,7 @@ static void test_bad_databases(void)
 	        ":12: user 'v': max_user_connections: expected an integer between 0 and 1000000, "
 	        "got "
 	        "'many'",
-	        ":16: unknown section [peers] (expected [pgmoat], [databases] or [users])",
+	        ":15: unknown section [peers] (expected [pgmoat], [databases] or [users])",
 	        NULL};
 	is_msgs(&e, data("conf_bad_databases.ini"), want, "database errors");
 	strlist_free(&e);

@@ -36,7 +36,16 @@ static char *data_path(const char *name)
 static void record(const char *file, int line, const char *section, const char *key,
                    const char *value, void *arg)
 {
-	strlist_addf(arg, "%s:%d [%s] %s=%s", file, line, section, key, value);
+	if (key) /* section headers are checked by test_headers() */
+		strlist_addf(arg, "%s:%d [%s] %s=%s", file, line, section, key, value);
+}
+
+static void record_headers(const char *file, int line, const char *section, const char *key,
+                           const char *value, void *arg)
+{
+	(void)value;
+	if (!key)
+		strlist_addf(arg, "%s:%d [%s]", file, line, section);
 }
 
 /* Compare a list with the expected strings (NULL-terminated). */
@@ -217,8 +226,24 @@ static void test_unreadable(void)
 	strlist_free(&errors);
 }
 
+/* Every section header is announced at its own line, keys or not. */
+static void test_headers(void)
+{
+	struct strlist got, errors;
+	strlist_init(&got);
+	strlist_init(&errors);
+	bool okay = ini_parse_string("h.ini", "[a]\n\n[empty]\n[b]\nk = v\n", record_headers, &got,
+	                             &errors);
+	ok(okay, "headers: parses");
+	static const char *const want[] = {"h.ini:1 [a]", "h.ini:3 [empty]", "h.ini:4 [b]", NULL};
+	is_list(&got, want, "headers announced");
+	strlist_free(&got);
+	strlist_free(&errors);
+}
 int main(void)
 {
+	test_headers();
+
 	test_comments_and_quotes();
 	test_errors();
 	test_crlf_bom_and_sections();
