@@ -43,7 +43,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-static int open_one(const struct addrinfo *ai, int backlog, char *name, size_t name_len)
+static int open_one(const struct addrinfo *ai, int backlog, bool first, char *name,
+		    size_t name_len)
 {
 	char host[NI_MAXHOST], serv[NI_MAXSERV];
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), serv, sizeof(serv),
@@ -55,10 +56,24 @@ static int open_one(const struct addrinfo *ai, int backlog, char *name, size_t n
 		return -1;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-		goto fail;
 	if (ai->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (first) {
+		/* SO_REUSEPORT would let a second pgmoat share the port unnoticed:
+		 * the first worker's first bind is made without it, so a port in
+		 * use by anyone fails here. */
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+			goto fail;
+		close(fd);
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0)
 		goto fail;
 	return fd;
@@ -98,7 +113,7 @@ bool listener_open_tcp(struct worker *w, const struct config *cfg)
 		}
 		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 			char name[128];
-			int fd = open_one(ai, cfg->listen_backlog, name, sizeof(name));
+			int fd = open_one(ai, cfg->listen_backlog, w->id == 0, name, sizeof(name));
 			if (fd < 0) {
 				/* "*" on a host without IPv6 still listens on IPv4. */
 				if (any && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL))
