@@ -49,11 +49,26 @@ bool buf_borrow(struct buf *b, struct buf_cache *c) __attribute__((warn_unused_r
  * force, when the connection is closing). */
 void buf_release(struct buf *b, struct buf_cache *c, bool force);
 
-static inline uint32_t buf_unsent(const struct buf *b) { return b->parsed - b->sent; }
-static inline uint32_t buf_unparsed(const struct buf *b) { return b->recvd - b->parsed; }
-static inline uint32_t buf_pending(const struct buf *b) { return b->recvd - b->sent; }
-static inline uint32_t buf_room(const struct buf *b) { return b->cap - b->recvd; }
-static inline bool buf_empty(const struct buf *b) { return b->recvd == b->sent; }
+static inline uint32_t buf_unsent(const struct buf *b)
+{
+	return b->parsed - b->sent;
+}
+static inline uint32_t buf_unparsed(const struct buf *b)
+{
+	return b->recvd - b->parsed;
+}
+static inline uint32_t buf_pending(const struct buf *b)
+{
+	return b->recvd - b->sent;
+}
+static inline uint32_t buf_room(const struct buf *b)
+{
+	return b->cap - b->recvd;
+}
+static inline bool buf_empty(const struct buf *b)
+{
+	return b->recvd == b->sent;
+}
 
 /* Move [sent, recvd) to offset 0. */
 void buf_compact(struct buf *b);
@@ -72,13 +87,16 @@ struct pkt {
 	size_t cap;
 	size_t sent;
 	size_t msg_start; /* start of the message being built */
-	bool failed;      /* an allocation failed; the contents are unusable */
+	bool failed; /* an allocation failed; the contents are unusable */
 };
 
 void pkt_init(struct pkt *p);
 void pkt_free(struct pkt *p);
 void pkt_reset(struct pkt *p);
-static inline size_t pkt_unsent(const struct pkt *p) { return p->len - p->sent; }
+static inline size_t pkt_unsent(const struct pkt *p)
+{
+	return p->len - p->sent;
+}
 
 /* Begin a message of `type` (0 for the untyped startup packets). */
 void pkt_begin(struct pkt *p, uint8_t type);
@@ -94,7 +112,10 @@ void pkt_end(struct pkt *p);
 void pkt_append(struct pkt *p, const void *data, size_t len);
 
 /* Big-endian readers. */
-static inline uint16_t get_u16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)((p[0] << 8) | p[1]);
+}
 static inline uint32_t get_u32(const uint8_t *p)
 {
 	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -129,6 +150,9 @@ uint32_t reader_u32(struct msg_reader *r);
 const char *reader_str(struct msg_reader *r);
 /* `n` raw bytes; NULL (and bad) if fewer remain. */
 const uint8_t *reader_bytes(struct msg_reader *r, size_t n);
-static inline size_t reader_left(const struct msg_reader *r) { return r->len - r->off; }
+static inline size_t reader_left(const struct msg_reader *r)
+{
+	return r->len - r->off;
+}
 
 #endif

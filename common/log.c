@@ -24,8 +24,7 @@ static struct {
 	atomic_int fd; /* log file, -1 if none */
 	char *path;
 	pthread_mutex_t reopen_lock;
-} L = {.level = LL_INFO, .to_stderr = true, .fd = -1,
-       .reopen_lock = PTHREAD_MUTEX_INITIALIZER};
+} L = {.level = LL_INFO, .to_stderr = true, .fd = -1, .reopen_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int open_logfile(const char *path)
 {
@@ -39,7 +38,7 @@ bool log_open(const char *logfile, bool to_syslog, const char *syslog_ident, boo
 		int fd = open_logfile(logfile);
 		if (fd < 0) {
 			fprintf(stderr, "pgmoat: cannot open log file %s: %s\n", logfile,
-				strerror(errno));
+			        strerror(errno));
 			return false;
 		}
 		int old = atomic_exchange(&L.fd, fd);
@@ -124,8 +123,8 @@ void log_vmsg(enum log_level level, const char *prefix, const char *fmt, va_list
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	int head = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d.%03d %s ",
-			    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			    tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level]);
+	                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	                    tm.tm_sec, (int)(tv.tv_usec / 1000), level_names[level]);
 	size_t n = (size_t)head;
 	if (prefix && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s", prefix);

@@ -29,7 +29,7 @@ enum log_level {
 /* Set up logging.  `logfile` may be NULL (no file); `to_stderr` false once
  * daemonized; `quiet` suppresses stderr output below LL_WARNING. */
 bool log_open(const char *logfile, bool to_syslog, const char *syslog_ident, bool to_stderr)
-	__attribute__((warn_unused_result));
+        __attribute__((warn_unused_result));
 /* Reopen the log file (SIGHUP, log rotation). */
 void log_reopen(void);
 void log_close(void);
@@ -39,18 +39,23 @@ void log_set_stderr(bool on);
 
 bool log_enabled(enum log_level level);
 
-void log_msg(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level level, const char *prefix, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+        __attribute__((format(printf, 3, 0)));
 
 #define log_fatal(...) log_msg(LL_FATAL, __VA_ARGS__)
 #define log_error(...) log_msg(LL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_msg(LL_WARNING, __VA_ARGS__)
 #define log_info(...) log_msg(LL_INFO, __VA_ARGS__)
-#define log_debug(...) \
-	do { if (log_enabled(LL_DEBUG)) log_msg(LL_DEBUG, __VA_ARGS__); } while (0)
-#define log_trace(...) \
-	do { if (log_enabled(LL_TRACE)) log_msg(LL_TRACE, __VA_ARGS__); } while (0)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (log_enabled(LL_DEBUG))                                                         \
+			log_msg(LL_DEBUG, __VA_ARGS__);                                            \
+	} while (0)
+#define log_trace(...)                                                                             \
+	do {                                                                                       \
+		if (log_enabled(LL_TRACE))                                                         \
+			log_msg(LL_TRACE, __VA_ARGS__);                                            \
+	} while (0)
 
 #endif

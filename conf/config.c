@@ -280,7 +280,7 @@ static void on_key(const char *file, int line, const char *section, const char *
 {
 	struct loader *ld = arg;
 	bool known = str_ieq(section, "pgmoat") || str_ieq(section, "pgbouncer") ||
-	             str_ieq(section, "databases") || str_ieq(section, "users");
+	        str_ieq(section, "databases") || str_ieq(section, "users");
 	if (!key) {
 		/* A section header. */
 		if (!known && !strlist_contains_ci(&ld->bad_sections, section)) {

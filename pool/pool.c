@@ -93,7 +93,7 @@ static bool str_same(const char *a, const char *b)
 }
 
 static void target_from(struct pool_target *t, const struct db_entry *db, const char *dbname,
-			const char *user)
+                        const char *user)
 {
 	t->host = dup_or_null(db->host);
 	t->port = db->port > 0 ? db->port : 5432;
@@ -109,10 +109,10 @@ static void target_from(struct pool_target *t, const struct db_entry *db, const 
 static bool target_equal(const struct pool_target *a, const struct pool_target *b)
 {
 	return str_same(a->host, b->host) && a->port == b->port && str_same(a->dbname, b->dbname) &&
-	       str_same(a->user, b->user) && str_same(a->password, b->password) &&
-	       str_same(a->client_encoding, b->client_encoding) &&
-	       str_same(a->datestyle, b->datestyle) && str_same(a->timezone, b->timezone) &&
-	       str_same(a->application_name, b->application_name);
+	        str_same(a->user, b->user) && str_same(a->password, b->password) &&
+	        str_same(a->client_encoding, b->client_encoding) &&
+	        str_same(a->datestyle, b->datestyle) && str_same(a->timezone, b->timezone) &&
+	        str_same(a->application_name, b->application_name);
 }
 
 /* Called with p->lock held (or before the pool is shared). */
@@ -131,7 +131,7 @@ static void limits_from(struct pool *p, const struct config *cfg, const struct d
 }
 
 struct pool *pool_get(const struct config *cfg, const struct db_entry *db, const char *dbname,
-		      const char *user)
+                      const char *user)
 {
 	pthread_mutex_lock(&R.lock);
 	struct pool *p;
@@ -270,7 +270,7 @@ static struct pool_member *pop_idle(struct pool *p, int worker)
 }
 
 enum pool_take pool_take(struct pool *p, int worker, struct pool_waiter *w, bool allow_reserve,
-			 uint64_t now, struct pool_member **m, int *steal_from)
+                         uint64_t now, struct pool_member **m, int *steal_from)
 {
 	enum pool_take r;
 	*m = NULL;
@@ -288,7 +288,8 @@ enum pool_take pool_take(struct pool *p, int worker, struct pool_waiter *w, bool
 	}
 	enqueue(p, worker, w, now);
 	if (p->gone) {
-		snprintf(p->last_error, sizeof(p->last_error), "database \"%s\" was removed", p->name);
+		snprintf(p->last_error, sizeof(p->last_error), "database \"%s\" was removed",
+		         p->name);
 		strlcopy(p->last_sqlstate, "3D000", sizeof(p->last_sqlstate));
 		dequeue(p, w);
 		r = POOL_TAKE_FAIL;
@@ -415,7 +416,7 @@ void pool_connected(struct pool *p)
 }
 
 int pool_connect_failed(struct pool *p, const char *sqlstate, const char *message, uint64_t now,
-			double retry_sec)
+                        double retry_sec)
 {
 	pthread_mutex_lock(&p->lock);
 	p->n_connecting--;
@@ -456,7 +457,7 @@ bool pool_reserve_slot(struct pool *p)
 {
 	pthread_mutex_lock(&p->lock);
 	bool ok = p->n_servers < p->min_pool_size && now_usec() >= p->retry_at_usec &&
-		  claim_slot(p, false);
+	        claim_slot(p, false);
 	pthread_mutex_unlock(&p->lock);
 	return ok;
 }

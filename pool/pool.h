@@ -44,7 +44,7 @@ struct pool_target {
 	char *host; /* NULL or "/dir": unix socket */
 	int port;
 	char *dbname;
-	char *user;     /* server user */
+	char *user; /* server user */
 	char *password; /* may be NULL */
 	char *client_encoding, *datestyle, *timezone, *application_name;
 };
@@ -57,7 +57,7 @@ struct pool_counter {
 };
 
 struct pool_local {
-	struct list idle;    /* struct pool_member */
+	struct list idle; /* struct pool_member */
 	struct list waiting; /* struct pool_waiter, FIFO */
 	int n_idle;
 	int n_waiting;
@@ -65,8 +65,8 @@ struct pool_local {
 
 struct pool {
 	pthread_mutex_t lock;
-	char *name;      /* database name as the client uses it */
-	char *user;      /* client user name */
+	char *name; /* database name as the client uses it */
+	char *user; /* client user name */
 	struct pool *next;
 
 	/* Limits, refreshed on reload. */
@@ -79,8 +79,8 @@ struct pool {
 	enum pool_mode mode;
 
 	struct pool_target target; /* guarded by lock; copied at connect */
-	uint32_t target_gen;       /* bumped when the target changes on reload */
-	bool gone;                 /* its [databases] entry disappeared on reload */
+	uint32_t target_gen; /* bumped when the target changes on reload */
+	bool gone; /* its [databases] entry disappeared on reload */
 
 	int n_servers; /* connecting + live, all workers */
 	int n_connecting;
@@ -111,34 +111,34 @@ void pool_registry_destroy(void);
 /* Find or create the pool for (database, user).  The target and limits are
  * taken from `cfg` when the pool is created. */
 struct pool *pool_get(const struct config *cfg, const struct db_entry *db, const char *dbname,
-		      const char *user);
+                      const char *user);
 /* Refresh limits and targets of every pool from a newly loaded config. */
 void pool_registry_reload(const struct config *cfg);
 void pool_registry_foreach(void (*fn)(struct pool *p, void *arg), void *arg);
 
 enum pool_take {
-	POOL_TAKE_IDLE,    /* *m is an idle server on this worker */
+	POOL_TAKE_IDLE, /* *m is an idle server on this worker */
 	POOL_TAKE_CONNECT, /* waiter queued; open a new server on this worker */
-	POOL_TAKE_WAIT,    /* waiter queued; *steal_from >= 0: ask that worker */
-	POOL_TAKE_FAIL,    /* no server can be had now: last_error says why */
+	POOL_TAKE_WAIT, /* waiter queued; *steal_from >= 0: ask that worker */
+	POOL_TAKE_FAIL, /* no server can be had now: last_error says why */
 };
 
 /* Ask for a server for `w` (queued or not).  On IDLE the waiter is not (or no
  * longer) queued. */
 enum pool_take pool_take(struct pool *p, int worker, struct pool_waiter *w, bool allow_reserve,
-			 uint64_t now, struct pool_member **m, int *steal_from);
+                         uint64_t now, struct pool_member **m, int *steal_from);
 
 enum pool_give_kind {
-	POOL_GIVE_LOCAL,  /* pair with *waiter, on this worker */
+	POOL_GIVE_LOCAL, /* pair with *waiter, on this worker */
 	POOL_GIVE_REMOTE, /* detach the server and hand it to worker `worker` for `client_id` */
-	POOL_GIVE_IDLE,   /* put on this worker's idle list (done) */
+	POOL_GIVE_IDLE, /* put on this worker's idle list (done) */
 };
 
 struct pool_give {
 	enum pool_give_kind kind;
 	struct pool_waiter *waiter; /* LOCAL */
-	int worker;                 /* REMOTE */
-	uint64_t client_id;         /* REMOTE */
+	int worker; /* REMOTE */
+	uint64_t client_id; /* REMOTE */
 };
 
 /* A new server finished logging in (call before offering it). */
@@ -154,7 +154,7 @@ enum waiter_state pool_waiter_remove(struct pool *p, struct pool_waiter *w);
 int pool_server_closed(struct pool *p, struct pool_member *m);
 /* A connect or login failed: remember why; returns like pool_server_closed. */
 int pool_connect_failed(struct pool *p, const char *sqlstate, const char *message, uint64_t now,
-			double retry_sec);
+                        double retry_sec);
 /* The oldest waiter on `worker`, or NULL. */
 struct pool_waiter *pool_first_waiter(struct pool *p, int worker);
 /* A copy of the target (free with pool_target_free). */

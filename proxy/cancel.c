@@ -72,7 +72,7 @@ void cancel_register(struct worker *w, struct client *c)
 			r[1] = (uint32_t)(now_usec() >> 7) ^ (uint32_t)c->id;
 		}
 		c->cancel_pid = ((uint32_t)w->id << CANCEL_WORKER_SHIFT) |
-				(r[0] & ((1u << CANCEL_WORKER_SHIFT) - 1));
+		        (r[0] & ((1u << CANCEL_WORKER_SHIFT) - 1));
 	} while (c->cancel_pid == 0 || lookup(w, c->cancel_pid));
 	c->cancel_key = r[1];
 	if (w->cancel_count + 1 > (w->cancel_mask + 1) * 2)
@@ -140,7 +140,8 @@ static void cancel_conn_cb(struct ev_loop *loop, ev_io *io, int revents)
 		int err = 0;
 		socklen_t len = sizeof(err);
 		if (getsockopt(cc->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-			log_warning("cancel: could not connect to server: %s", strerror(err ? err : errno));
+			log_warning("cancel: could not connect to server: %s",
+			            strerror(err ? err : errno));
 			cancel_conn_done(loop, cc);
 			return;
 		}
@@ -148,8 +149,8 @@ static void cancel_conn_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 	if (revents & EV_WRITE) {
 		while (cc->sent < sizeof(cc->packet)) {
-			ssize_t n = send(cc->fd, cc->packet + cc->sent, sizeof(cc->packet) - cc->sent,
-					 MSG_NOSIGNAL);
+			ssize_t n = send(cc->fd, cc->packet + cc->sent,
+			                 sizeof(cc->packet) - cc->sent, MSG_NOSIGNAL);
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EINTR)
 					return;
@@ -187,7 +188,7 @@ void cancel_local(struct worker *w, uint32_t pid, uint32_t key)
 	int fd = server_open_socket(&s->target, addr, sizeof(addr));
 	if (fd < 0) {
 		log_client(c, LL_WARNING, "cancel request: could not connect to %s: %s", s->addr,
-			   strerror(errno));
+		           strerror(errno));
 		return;
 	}
 	struct cancel_conn *cc = xcalloc(1, sizeof(*cc));

@@ -22,8 +22,14 @@
 /* Startup parameters a client may set; they are applied on whichever server
  * it gets (SET), and reported back as the server reports them. */
 static const char *const tracked_params[] = {
-	"client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "standard_conforming_strings",
-	"application_name", "extra_float_digits", "search_path",
+        "client_encoding",
+        "DateStyle",
+        "TimeZone",
+        "IntervalStyle",
+        "standard_conforming_strings",
+        "application_name",
+        "extra_float_digits",
+        "search_path",
 };
 
 /* Of the tracked ones, those PostgreSQL does not report with
@@ -43,7 +49,7 @@ static const char *tracked_name(const char *name)
 
 static const char *const state_names[] = {
 #define X_NAME(id, name) name,
-	CLIENT_STATE_LIST(X_NAME)
+        CLIENT_STATE_LIST(X_NAME)
 #undef X_NAME
 };
 
@@ -58,7 +64,7 @@ void log_client(const struct client *c, int level, const char *fmt, ...)
 		return;
 	char prefix[320];
 	snprintf(prefix, sizeof(prefix), "C-%llu %s %s/%s: ", (unsigned long long)c->id, c->addr,
-		 c->dbname ? c->dbname : "-", c->user ? c->user : "-");
+	         c->dbname ? c->dbname : "-", c->user ? c->user : "-");
 	va_list ap;
 	va_start(ap, fmt);
 	log_vmsg((enum log_level)level, prefix, fmt, ap);
@@ -89,7 +95,7 @@ void client_set_state(struct client *c, enum client_state state)
 		return;
 	if (!transition_ok(c->state, state)) {
 		log_fatal("client state %s -> %s is not a legal transition",
-			  client_state_name(c->state), client_state_name(state));
+		          client_state_name(c->state), client_state_name(state));
 		abort();
 	}
 	list_del(&c->node);
@@ -125,7 +131,7 @@ static void format_addr(char *out, size_t n, const struct sockaddr *sa, bool is_
 }
 
 void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
-		   bool is_unix)
+                   bool is_unix)
 {
 	(void)salen;
 	struct client *c = xcalloc(1, sizeof(*c));
@@ -303,7 +309,7 @@ static void link_ready(struct client *c, struct server *s)
 		proto_ready(&c->conn.out, 'I');
 		c->welcomed = true;
 		log_client(c, LL_INFO, "login: server S-%llu (backend pid %u)",
-			   (unsigned long long)s->id, s->backend_pid);
+		           (unsigned long long)s->id, s->backend_pid);
 	}
 	conn_want_read(c->w->loop, &s->conn, true);
 	if (!client_flush(c))
@@ -319,7 +325,8 @@ static void setup_done(struct server *s, bool ok, const struct pg_error *err)
 	if (!ok) {
 		/* A client asking for an invalid setting gets the server's error. */
 		if (c)
-			client_fatal(c, err->sqlstate[0] ? err->sqlstate : "22023", "%s", err->message);
+			client_fatal(c, err->sqlstate[0] ? err->sqlstate : "22023", "%s",
+			             err->message);
 		else
 			server_close(s, "setup failed");
 		return;
@@ -370,8 +377,8 @@ void client_acquire(struct client *c, bool allow_reserve)
 {
 	struct pool_member *m;
 	int steal;
-	enum pool_take r = pool_take(c->pool, c->w->id, &c->waiter, allow_reserve, now_usec(), &m,
-				     &steal);
+	enum pool_take r =
+	        pool_take(c->pool, c->w->id, &c->waiter, allow_reserve, now_usec(), &m, &steal);
 	switch (r) {
 	case POOL_TAKE_IDLE:
 		client_got_server(c, container_of(m, struct server, member));
@@ -391,7 +398,7 @@ void client_acquire(struct client *c, bool allow_reserve)
 		char state[6], msg[256];
 		pthread_mutex_lock(&c->pool->lock);
 		strlcopy(state, c->pool->last_sqlstate[0] ? c->pool->last_sqlstate : "08006",
-			 sizeof(state));
+		         sizeof(state));
 		strlcopy(msg, c->pool->last_error, sizeof(msg));
 		pthread_mutex_unlock(&c->pool->lock);
 		client_fatal(c, state, "%s", msg);
@@ -441,8 +448,9 @@ void client_pump(struct client *c)
 		if (fs == FRAME_MORE)
 			break;
 		if (fs == FRAME_BAD) {
-			client_fatal(c, "08P01", "invalid message length %u from client (max_packet_size %u)",
-				     len, max);
+			client_fatal(c, "08P01",
+			             "invalid message length %u from client (max_packet_size %u)",
+			             len, max);
 			return;
 		}
 		if (type == 'X') {
@@ -506,8 +514,10 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		return;
 	}
 	if (r != IO_DONE) {
-		client_close(c, r == IO_EOF ? "client closed the connection" :
-				r == IO_NOMEM ? "out of memory" : strerror(errno));
+		client_close(c,
+		             r == IO_EOF             ? "client closed the connection"
+		                     : r == IO_NOMEM ? "out of memory"
+		                                     : strerror(errno));
 		return;
 	}
 	switch (c->state) {
@@ -599,7 +609,8 @@ void client_sweep(struct worker *w, uint64_t now)
 			struct client *c = container_of(pos, struct client, node);
 			if (login_timeout && !c->closing_after_flush &&
 			    now - c->created_usec > login_timeout)
-				client_fatal(c, "08P01", "client_login_timeout: login not completed in time");
+				client_fatal(c, "08P01",
+				             "client_login_timeout: login not completed in time");
 		}
 	}
 	uint64_t wait_timeout = (uint64_t)(cfg->query_wait_timeout * 1e6);
@@ -612,14 +623,15 @@ void client_sweep(struct worker *w, uint64_t now)
 		if (wait_timeout && waited > wait_timeout) {
 			if (pool_waiter_remove(c->pool, &c->waiter) == WAITER_QUEUED) {
 				client_fatal(c, "08P01",
-					     "query_wait_timeout: no server connection became free within %g s",
-					     cfg->query_wait_timeout);
+				             "query_wait_timeout: no server connection became free "
+				             "within %g s",
+				             cfg->query_wait_timeout);
 			}
 			continue;
 		}
 		if (pool_first_waiter(c->pool, w->id) == &c->waiter) {
 			bool reserve = c->pool->reserve_pool > 0 &&
-				       waited > (uint64_t)(c->pool->reserve_pool_timeout * 1e6);
+			        waited > (uint64_t)(c->pool->reserve_pool_timeout * 1e6);
 			client_acquire(c, reserve);
 		}
 	}

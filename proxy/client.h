@@ -18,11 +18,11 @@
 #include "proxy/proto.h"
 #include "proxy/relay.h"
 
-#define CLIENT_STATE_LIST(X) \
-	X(CL_STARTUP, "startup") \
-	X(CL_AUTH, "auth") \
-	X(CL_WAITING, "waiting") \
-	X(CL_ACTIVE, "active") \
+#define CLIENT_STATE_LIST(X)                                                                       \
+	X(CL_STARTUP, "startup")                                                                   \
+	X(CL_AUTH, "auth")                                                                         \
+	X(CL_WAITING, "waiting")                                                                   \
+	X(CL_ACTIVE, "active")                                                                     \
 	X(CL_CLOSING, "closing")
 
 #define X_ENUM(id, name) id,
@@ -64,9 +64,9 @@ struct client {
 	char *secret; /* stored secret of the user, or NULL */
 	struct scram_server *scram;
 
-	bool counted;     /* counts towards max_client_conn */
-	bool over_limit;  /* max_client_conn reached: refuse after startup */
-	bool welcomed;    /* got ReadyForQuery from us */
+	bool counted; /* counts towards max_client_conn */
+	bool over_limit; /* max_client_conn reached: refuse after startup */
+	bool welcomed; /* got ReadyForQuery from us */
 	bool closing_after_flush;
 };
 
@@ -74,10 +74,10 @@ const char *client_state_name(enum client_state s);
 
 /* A new connection accepted by worker `w`. */
 void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
-		   bool is_unix);
+                   bool is_unix);
 /* Send a FATAL error (once flushed, close) and log it. */
 void client_fatal(struct client *c, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 void client_close(struct client *c, const char *why);
 void client_set_state(struct client *c, enum client_state state);
 /* Ask the pool for a server (again). */
@@ -100,6 +100,6 @@ void client_sweep(struct worker *w, uint64_t now);
 void client_kick_pool(struct worker *w, struct pool *p);
 /* Log with the client's address, database and user. */
 void log_client(const struct client *c, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -70,12 +70,14 @@ static void begin_scram(struct client *c)
 		case SECRET_PLAIN: {
 			uint8_t salt[16];
 			have = random_bytes(salt, sizeof(salt)) &&
-			       scram_secret_from_password(c->secret, salt, sizeof(salt),
-							  SCRAM_DEFAULT_ITERATIONS, &secret);
+			        scram_secret_from_password(c->secret, salt, sizeof(salt),
+			                                   SCRAM_DEFAULT_ITERATIONS, &secret);
 			break;
 		}
 		case SECRET_MD5:
-			log_client(c, LL_WARNING, "the auth file has an MD5 hash for this user; SCRAM needs a plain password or a SCRAM verifier");
+			log_client(c, LL_WARNING,
+			           "the auth file has an MD5 hash for this user; SCRAM needs a "
+			           "plain password or a SCRAM verifier");
 			break;
 		}
 	}
@@ -139,9 +141,9 @@ static bool check_cleartext(struct client *c, const char *pw)
 	case SECRET_SCRAM: {
 		struct scram_secret stored, derived;
 		bool ok = scram_parse_secret(c->secret, &stored) &&
-			  scram_secret_from_password(pw, stored.salt, stored.salt_len,
-						     stored.iterations, &derived) &&
-			  ct_equal(stored.stored_key, derived.stored_key, SCRAM_KEY_LEN);
+		        scram_secret_from_password(pw, stored.salt, stored.salt_len,
+		                                   stored.iterations, &derived) &&
+		        ct_equal(stored.stored_key, derived.stored_key, SCRAM_KEY_LEN);
 		secure_zero(&stored, sizeof(stored));
 		secure_zero(&derived, sizeof(derived));
 		return ok;
@@ -162,7 +164,8 @@ static void scram_first(struct client *c, const uint8_t *body, uint32_t len)
 		return;
 	}
 	if (strcmp(mech, SCRAM_MECHANISM) != 0) {
-		client_fatal(c, "08P01", "client selected an invalid SASL authentication mechanism");
+		client_fatal(c, "08P01",
+		             "client selected an invalid SASL authentication mechanism");
 		return;
 	}
 	char *out = NULL;
@@ -242,11 +245,11 @@ void client_auth_step(struct client *c)
 			client_fatal(c, "08P01", "invalid password packet");
 			return;
 		}
-		bool ok = c->auth_step == CA_CLEARTEXT ?
-				  check_cleartext(c, (const char *)body) :
-				  (c->secret && secret_kind_of(c->secret) != SECRET_SCRAM &&
-				   md5_check_response(c->secret, c->user, c->md5_salt,
-						      (const char *)body, blen - 1));
+		bool ok = c->auth_step == CA_CLEARTEXT
+		        ? check_cleartext(c, (const char *)body)
+		        : (c->secret && secret_kind_of(c->secret) != SECRET_SCRAM &&
+		           md5_check_response(c->secret, c->user, c->md5_salt, (const char *)body,
+		                              blen - 1));
 		if (!ok) {
 			auth_failed(c, c->secret ? "wrong password" : "no such user");
 			return;

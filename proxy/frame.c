@@ -14,7 +14,7 @@ static void advance(struct frame *f, struct buf *b)
 }
 
 enum frame_status frame_next(struct frame *f, struct buf *b, uint32_t max_len, uint8_t *type,
-			     uint32_t *len)
+                             uint32_t *len)
 {
 	if (f->remaining) {
 		advance(f, b);

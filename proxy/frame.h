@@ -18,9 +18,9 @@ struct frame {
 };
 
 enum frame_status {
-	FRAME_MORE,   /* everything received is parsed, or a header is incomplete */
+	FRAME_MORE, /* everything received is parsed, or a header is incomplete */
 	FRAME_HEADER, /* a message starts at b->parsed: *type, *len (len counts itself) */
-	FRAME_BAD,    /* impossible length: < 4 or > max_len */
+	FRAME_BAD, /* impossible length: < 4 or > max_len */
 };
 
 static inline void frame_init(struct frame *f)
@@ -29,7 +29,7 @@ static inline void frame_init(struct frame *f)
 }
 
 enum frame_status frame_next(struct frame *f, struct buf *b, uint32_t max_len, uint8_t *type,
-			     uint32_t *len);
+                             uint32_t *len);
 /* Pass the message frame_next() announced: it counts as parsed as its bytes
  * arrive. */
 void frame_pass(struct frame *f, struct buf *b, uint32_t len);

@@ -27,13 +27,15 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int fd = accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd =
+		        accept4(io->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
 			    errno == ECONNABORTED)
 				return;
 			if (errno == EMFILE || errno == ENFILE) {
-				log_error("accept: %s (raise the open-file limit)", strerror(errno));
+				log_error("accept: %s (raise the open-file limit)",
+				          strerror(errno));
 				return;
 			}
 			log_error("accept: %s", strerror(errno));
@@ -43,12 +45,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-static int open_one(const struct addrinfo *ai, int backlog, bool first, char *name,
-		    size_t name_len)
+static int open_one(const struct addrinfo *ai, int backlog, bool first, char *name, size_t name_len)
 {
 	char host[NI_MAXHOST], serv[NI_MAXSERV];
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), serv, sizeof(serv),
-			NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+	                NI_NUMERICHOST | NI_NUMERICSERV) != 0)
 		strlcopy(host, "?", sizeof(host));
 	snprintf(name, name_len, ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -141,7 +142,7 @@ int listener_open_unix(const struct config *cfg, char *path, size_t path_len)
 		return -1;
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir,
-			 cfg->listen_port);
+	                 cfg->listen_port);
 	if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
 		log_error("unix_socket_dir %s: path too long", cfg->unix_socket_dir);
 		return -1;

@@ -11,7 +11,7 @@ struct worker;
 
 /* Open worker `w`'s TCP listeners; false (logged) on any failure. */
 bool listener_open_tcp(struct worker *w, const struct config *cfg)
-	__attribute__((warn_unused_result));
+        __attribute__((warn_unused_result));
 /* Open the Unix socket `<dir>/.s.PGSQL.<port>`; -1 (logged) on failure. */
 int listener_open_unix(const struct config *cfg, char *path, size_t path_len);
 /* Start / stop accepting on worker `w`. */

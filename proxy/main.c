@@ -21,20 +21,20 @@
 #include "proxy/worker.h"
 
 static const char usage[] =
-	"pgmoat " PACKAGE_VERSION " - PostgreSQL connection pooler and proxy\n"
-	"\n"
-	"Usage: pgmoat [OPTION]... CONFIG\n"
-	"\n"
-	"  -d, --daemon     run in the background (writes pidfile if set)\n"
-	"  -v, --verbose    more log output (repeat for more)\n"
-	"  -q, --quiet      log nothing to stderr but warnings and errors\n"
-	"      --check      validate CONFIG and its auth_file, list every error, exit\n"
-	"  -V, --version    print the version and exit\n"
-	"  -h, --help       print this help and exit\n"
-	"\n"
-	"Signals: SIGHUP reloads CONFIG and reopens the log file; SIGTERM stops\n"
-	"accepting and lets running transactions finish (up to shutdown_timeout);\n"
-	"SIGINT closes every connection at once.\n";
+        "pgmoat " PACKAGE_VERSION " - PostgreSQL connection pooler and proxy\n"
+        "\n"
+        "Usage: pgmoat [OPTION]... CONFIG\n"
+        "\n"
+        "  -d, --daemon     run in the background (writes pidfile if set)\n"
+        "  -v, --verbose    more log output (repeat for more)\n"
+        "  -q, --quiet      log nothing to stderr but warnings and errors\n"
+        "      --check      validate CONFIG and its auth_file, list every error, exit\n"
+        "  -V, --version    print the version and exit\n"
+        "  -h, --help       print this help and exit\n"
+        "\n"
+        "Signals: SIGHUP reloads CONFIG and reopens the log file; SIGTERM stops\n"
+        "accepting and lets running transactions finish (up to shutdown_timeout);\n"
+        "SIGINT closes every connection at once.\n";
 
 struct control {
 	struct runtime rt;
@@ -126,7 +126,9 @@ static void begin_shutdown(struct control *ctl, enum shutdown_mode mode)
 		unlink(rt->unix_path);
 	if (mode == SHUTDOWN_GRACEFUL) {
 		double t = rt->snap->cfg->shutdown_timeout;
-		log_info("SIGTERM: no new connections; waiting for running transactions (up to %g s)", t);
+		log_info("SIGTERM: no new connections; waiting for running transactions (up to %g "
+		         "s)",
+		         t);
 		if (t > 0) {
 			ev_timer_set(&ctl->shutdown_timer, t, 0);
 			ev_timer_start(rt->control_loop, &ctl->shutdown_timer);
@@ -188,10 +190,13 @@ static int check_config(const char *path)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"daemon", no_argument, NULL, 'd'},   {"verbose", no_argument, NULL, 'v'},
-		{"quiet", no_argument, NULL, 'q'},    {"check", no_argument, NULL, 'c'},
-		{"version", no_argument, NULL, 'V'},  {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"daemon", no_argument, NULL, 'd'},
+	        {"verbose", no_argument, NULL, 'v'},
+	        {"quiet", no_argument, NULL, 'q'},
+	        {"check", no_argument, NULL, 'c'},
+	        {"version", no_argument, NULL, 'V'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	bool daemon = false, check = false;
 	static struct control ctl;
@@ -279,7 +284,7 @@ int main(int argc, char **argv)
 	pool_registry_init(rt->n_workers);
 	rt->unix_fd = listener_open_unix(cfg, rt->unix_path, sizeof(rt->unix_path));
 	bool ok = (rt->unix_fd >= 0 || !cfg->unix_socket_dir || !*cfg->unix_socket_dir) &&
-		  workers_start(rt);
+	        workers_start(rt);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!ok) {
 		log_fatal("start-up failed");
@@ -288,8 +293,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("pgmoat %s started: %d workers, pool_mode %s, auth_type %s", PACKAGE_VERSION,
-		 rt->n_workers, pool_mode_name((enum pool_mode)cfg->pool_mode),
-		 auth_type_name((enum auth_type)cfg->auth_type));
+	         rt->n_workers, pool_mode_name((enum pool_mode)cfg->pool_mode),
+	         auth_type_name((enum auth_type)cfg->auth_type));
 	process_ready(true);
 	if (daemon)
 		log_set_stderr(false);

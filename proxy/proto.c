@@ -92,8 +92,9 @@ void proto_parse_startup(const uint8_t *body, size_t len, struct startup *s)
 	}
 	if (PROTO_MAJOR(s->version) != 3) {
 		char msg[128];
-		snprintf(msg, sizeof(msg), "unsupported frontend protocol %u.%u: server supports 3.0",
-			 PROTO_MAJOR(s->version), PROTO_MINOR(s->version));
+		snprintf(msg, sizeof(msg),
+		         "unsupported frontend protocol %u.%u: server supports 3.0",
+		         PROTO_MAJOR(s->version), PROTO_MINOR(s->version));
 		startup_fail(s, "08P01", msg);
 		return;
 	}
@@ -103,7 +104,9 @@ void proto_parse_startup(const uint8_t *body, size_t len, struct startup *s)
 			break;
 		if (*name == '\0') {
 			if (reader_left(&r) != 0)
-				startup_fail(s, "08P01", "invalid startup packet layout: data after terminator");
+				startup_fail(
+				        s, "08P01",
+				        "invalid startup packet layout: data after terminator");
 			break;
 		}
 		const char *value = reader_str(&r);
@@ -124,7 +127,8 @@ void proto_parse_startup(const uint8_t *body, size_t len, struct startup *s)
 	if (s->kind == STARTUP_BAD)
 		return;
 	if (r.bad) {
-		startup_fail(s, "08P01", "invalid startup packet layout: expected terminator as last byte");
+		startup_fail(s, "08P01",
+		             "invalid startup packet layout: expected terminator as last byte");
 		return;
 	}
 	if (!s->user || !*s->user) {

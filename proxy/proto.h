@@ -57,8 +57,8 @@ struct startup {
 	uint32_t version;
 	char *user;
 	char *database;
-	struct params params;       /* everything else the client sent */
-	struct params pq_options;   /* _pq_.* options (answered as unrecognized) */
+	struct params params; /* everything else the client sent */
+	struct params pq_options; /* _pq_.* options (answered as unrecognized) */
 	uint32_t cancel_pid, cancel_key;
 	char sqlstate[6];
 	char error[128];
@@ -75,11 +75,11 @@ struct pg_error {
 	char message[256];
 };
 bool proto_parse_error(const uint8_t *body, size_t len, struct pg_error *out)
-	__attribute__((warn_unused_result));
+        __attribute__((warn_unused_result));
 
 /* Messages to clients */
 void proto_error(struct pkt *p, const char *severity, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 void proto_auth(struct pkt *p, uint32_t code, const void *data, size_t len);
 void proto_auth_sasl(struct pkt *p, const char *mechanism);
 void proto_param_status(struct pkt *p, const char *name, const char *value);

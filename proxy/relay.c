@@ -34,7 +34,7 @@ static ssize_t plain_write(struct conn *c, const void *buf, size_t n)
 const struct transport transport_plain = {"plain", plain_read, plain_write};
 
 void conn_init(struct conn *c, int fd, void (*rcb)(struct ev_loop *, ev_io *, int),
-	       void (*wcb)(struct ev_loop *, ev_io *, int))
+               void (*wcb)(struct ev_loop *, ev_io *, int))
 {
 	c->fd = fd;
 	c->io = &transport_plain;

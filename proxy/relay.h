@@ -29,13 +29,13 @@ struct conn {
 	const struct transport *io;
 	ev_io rio;
 	ev_io wio;
-	struct buf in;  /* what this side sent us */
+	struct buf in; /* what this side sent us */
 	struct pkt out; /* what pgmoat composed for this side */
 	struct frame frame;
 };
 
 void conn_init(struct conn *c, int fd, void (*rcb)(struct ev_loop *, ev_io *, int),
-	       void (*wcb)(struct ev_loop *, ev_io *, int));
+               void (*wcb)(struct ev_loop *, ev_io *, int));
 void conn_close(struct ev_loop *loop, struct conn *c, struct buf_cache *bufs);
 
 static inline void conn_want_read(struct ev_loop *loop, struct conn *c, bool on)
@@ -55,9 +55,9 @@ static inline void conn_want_write(struct ev_loop *loop, struct conn *c, bool on
 }
 
 enum io_result {
-	IO_DONE,  /* read something / wrote everything */
+	IO_DONE, /* read something / wrote everything */
 	IO_AGAIN, /* would block */
-	IO_EOF,   /* the peer closed */
+	IO_EOF, /* the peer closed */
 	IO_ERROR, /* errno says why */
 	IO_NOMEM,
 };

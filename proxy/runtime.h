@@ -35,11 +35,11 @@ struct runtime {
 	pthread_mutex_t snap_lock;
 	struct snapshot *snap; /* current; take with runtime_snapshot() */
 
-	atomic_int n_clients;      /* for max_client_conn */
-	atomic_int shutdown;       /* enum shutdown_mode */
+	atomic_int n_clients; /* for max_client_conn */
+	atomic_int shutdown; /* enum shutdown_mode */
 	atomic_int workers_done;
 
-	int unix_fd;               /* shared by all workers, -1 if none */
+	int unix_fd; /* shared by all workers, -1 if none */
 	char unix_path[256];
 	uint64_t start_usec;
 

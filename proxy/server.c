@@ -25,7 +25,7 @@
 
 static const char *const state_names[] = {
 #define X_NAME(id, name) name,
-	SERVER_STATE_LIST(X_NAME)
+        SERVER_STATE_LIST(X_NAME)
 #undef X_NAME
 };
 
@@ -35,7 +35,7 @@ const char *server_state_name(enum server_state s)
 }
 
 static void log_server(const struct server *s, enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void log_server(const struct server *s, enum log_level level, const char *fmt, ...)
 {
@@ -43,7 +43,7 @@ static void log_server(const struct server *s, enum log_level level, const char 
 		return;
 	char prefix[256];
 	snprintf(prefix, sizeof(prefix), "S-%llu %s %s/%s: ", (unsigned long long)s->id, s->addr,
-		 s->target.dbname ? s->target.dbname : "?", s->target.user ? s->target.user : "?");
+	         s->target.dbname ? s->target.dbname : "?", s->target.user ? s->target.user : "?");
 	va_list ap;
 	va_start(ap, fmt);
 	log_vmsg(level, prefix, fmt, ap);
@@ -79,7 +79,7 @@ void server_set_state(struct server *s, enum server_state state)
 		return;
 	if (!transition_ok(s->state, state)) {
 		log_fatal("server state %s -> %s is not a legal transition",
-			  server_state_name(s->state), server_state_name(state));
+		          server_state_name(s->state), server_state_name(state));
 		abort();
 	}
 	list_del(&s->node);
@@ -112,7 +112,8 @@ int server_open_socket(const struct pool_target *t, char *addr, size_t addr_len)
 	int fd = -1;
 	if (host[0] == '/') {
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
-		int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", host, t->port);
+		int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", host,
+		                 t->port);
 		snprintf(addr, addr_len, "unix:%s", sun.sun_path);
 		if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
 			errno = ENAMETOOLONG;
@@ -171,7 +172,8 @@ static void login_failed(struct server *s, const char *sqlstate, const char *msg
 	/* The slot is given back by pool_connect_failed, not server_close. */
 	s->pool = NULL;
 	server_close(s, "login failed");
-	int k = pool_connect_failed(p, sqlstate, text, now_usec(), w->snap->cfg->server_login_retry);
+	int k = pool_connect_failed(p, sqlstate, text, now_usec(),
+	                            w->snap->cfg->server_login_retry);
 	if (k >= 0) {
 		struct wmsg *m = xcalloc(1, sizeof(*m));
 		m->kind = WMSG_KICK;
@@ -247,7 +249,9 @@ static bool auth_cleartext(struct server *s)
 {
 	const char *secret = login_secret(s);
 	if (!secret || secret_kind_of(secret) != SECRET_PLAIN) {
-		login_failed(s, "28P01", "server asks for a password in clear text and pgmoat has no plain password for this user");
+		login_failed(s, "28P01",
+		             "server asks for a password in clear text and pgmoat has no plain "
+		             "password for this user");
 		return false;
 	}
 	proto_password(&s->conn.out, secret, strlen(secret) + 1);
@@ -263,7 +267,9 @@ static bool auth_md5(struct server *s, struct msg_reader *r)
 		return false;
 	}
 	if (!secret || secret_kind_of(secret) == SECRET_SCRAM) {
-		login_failed(s, "28P01", "server asks for MD5 and pgmoat has no password or MD5 hash for this user");
+		login_failed(
+		        s, "28P01",
+		        "server asks for MD5 and pgmoat has no password or MD5 hash for this user");
 		return false;
 	}
 	char resp[MD5_PASSWD_LEN + 1];
@@ -279,7 +285,8 @@ static bool auth_sasl_start(struct server *s, struct msg_reader *r)
 	for (;;) {
 		const char *mech = reader_str(r);
 		if (!mech) {
-			login_failed(s, "08P01", "malformed SASL authentication request from server");
+			login_failed(s, "08P01",
+			             "malformed SASL authentication request from server");
 			return false;
 		}
 		if (!*mech)
@@ -295,7 +302,7 @@ static bool auth_sasl_start(struct server *s, struct msg_reader *r)
 	if (secret && secret_kind_of(secret) == SECRET_PLAIN) {
 		scram_client_init_password(&s->scram, secret);
 	} else if (secret && secret_kind_of(secret) == SECRET_SCRAM && s->pool &&
-		   s->pool->have_scram_keys) {
+	           s->pool->have_scram_keys) {
 		uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN];
 		pthread_mutex_lock(&s->pool->lock);
 		memcpy(ck, s->pool->scram_client_key, sizeof(ck));
@@ -305,9 +312,11 @@ static bool auth_sasl_start(struct server *s, struct msg_reader *r)
 		secure_zero(ck, sizeof(ck));
 		secure_zero(sk, sizeof(sk));
 	} else {
-		login_failed(s, "28P01",
-			     secret ? "server asks for SCRAM and pgmoat has neither the plain password nor keys proven by a client's SCRAM login"
-				    : "server asks for a password and pgmoat has none for this user");
+		login_failed(
+		        s, "28P01",
+		        secret ? "server asks for SCRAM and pgmoat has neither the plain password "
+		                 "nor keys proven by a client's SCRAM login"
+		               : "server asks for a password and pgmoat has none for this user");
 		return false;
 	}
 	s->scram_started = true;
@@ -374,7 +383,9 @@ static bool handle_auth_request(struct server *s, const uint8_t *body, uint32_t 
 		return auth_sasl_final(s, &r);
 	default: {
 		char msg[96];
-		snprintf(msg, sizeof(msg), "server asks for authentication method %u, which pgmoat does not support", code);
+		snprintf(msg, sizeof(msg),
+		         "server asks for authentication method %u, which pgmoat does not support",
+		         code);
 		login_failed(s, "28000", msg);
 		return false;
 	}
@@ -460,8 +471,9 @@ static bool login_step(struct server *s)
 			return false; /* stop here: the server may have moved on */
 		default: {
 			char msg[80];
-			snprintf(msg, sizeof(msg), "unexpected message '%c' from server during login",
-				 type >= 32 && type < 127 ? type : '?');
+			snprintf(msg, sizeof(msg),
+			         "unexpected message '%c' from server during login",
+			         type >= 32 && type < 127 ? type : '?');
 			login_failed(s, "08P01", msg);
 			return false;
 		}
@@ -523,7 +535,7 @@ static bool query_step(struct server *s)
 			s->query_failed = true;
 			if (!proto_parse_error(body, blen, &s->query_error))
 				strlcopy(s->query_error.message, "malformed error",
-					 sizeof(s->query_error.message));
+				         sizeof(s->query_error.message));
 			if (strcmp(s->query_error.severity, "FATAL") == 0 ||
 			    strcmp(s->query_error.severity, "PANIC") == 0) {
 				query_finish(s, false);
@@ -549,7 +561,8 @@ static bool query_step(struct server *s)
 		default:
 			s->query_failed = true;
 			snprintf(s->query_error.message, sizeof(s->query_error.message),
-				 "unexpected message '%c' from server", type >= 32 && type < 127 ? type : '?');
+			         "unexpected message '%c' from server",
+			         type >= 32 && type < 127 ? type : '?');
 			query_finish(s, false);
 			return false;
 		}
@@ -581,7 +594,7 @@ static bool idle_step(struct server *s)
 			bool ok = proto_parse_error(frame_body(b), len - 4, &e);
 			char why[300];
 			snprintf(why, sizeof(why), "idle server sent an error: %s",
-				 ok ? e.message : "(malformed)");
+			         ok ? e.message : "(malformed)");
 			server_close(s, why);
 			return false;
 		} else if (type != 'N') {
@@ -672,8 +685,9 @@ static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		return;
 	}
 	if (r != IO_DONE) {
-		const char *why = r == IO_EOF ? "server closed the connection" :
-				  r == IO_NOMEM ? "out of memory" : strerror(errno);
+		const char *why = r == IO_EOF ? "server closed the connection"
+		        : r == IO_NOMEM       ? "out of memory"
+		                              : strerror(errno);
 		if (s->state == SV_LOGIN) {
 			char msg[160];
 			snprintf(msg, sizeof(msg), "connection lost during login: %s", why);
@@ -725,7 +739,8 @@ static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 		conn_want_write(loop, &s->conn, false);
 		if (err) {
 			char msg[200];
-			snprintf(msg, sizeof(msg), "could not connect to %s: %s", s->addr, strerror(err));
+			snprintf(msg, sizeof(msg), "could not connect to %s: %s", s->addr,
+			         strerror(err));
 			login_failed(s, "08006", msg);
 			return;
 		}
@@ -849,7 +864,7 @@ void server_close(struct server *s, const char *why)
 		return;
 	struct worker *w = s->w;
 	log_server(s, s->state == SV_IDLE || s->state == SV_RESET ? LL_DEBUG : LL_INFO,
-		   "closing server connection: %s", why);
+	           "closing server connection: %s", why);
 	if (s->conn.fd >= 0 && (s->state == SV_IDLE || s->state == SV_RESET)) {
 		/* Say goodbye to the backend; best effort. */
 		pkt_reset(&s->conn.out);
@@ -919,7 +934,7 @@ void server_sweep(struct worker *w, uint64_t now)
 		else if (p->n_servers > p->pool_size + p->reserve_pool)
 			why = "pool is over its size";
 		else if (idle_timeout && now - s->state_since_usec > idle_timeout &&
-			 p->n_servers > p->min_pool_size)
+		         p->n_servers > p->min_pool_size)
 			why = "server_idle_timeout reached";
 		if (why)
 			server_close(s, why);

@@ -17,13 +17,13 @@
 #include "proxy/proto.h"
 #include "proxy/relay.h"
 
-#define SERVER_STATE_LIST(X) \
-	X(SV_CONNECTING, "connecting") \
-	X(SV_LOGIN, "login") \
-	X(SV_IDLE, "idle") \
-	X(SV_SETUP, "setup") \
-	X(SV_ACTIVE, "active") \
-	X(SV_RESET, "reset") \
+#define SERVER_STATE_LIST(X)                                                                       \
+	X(SV_CONNECTING, "connecting")                                                             \
+	X(SV_LOGIN, "login")                                                                       \
+	X(SV_IDLE, "idle")                                                                         \
+	X(SV_SETUP, "setup")                                                                       \
+	X(SV_ACTIVE, "active")                                                                     \
+	X(SV_RESET, "reset")                                                                       \
 	X(SV_CLOSING, "closing")
 
 #define X_ENUM(id, name) id,
@@ -57,8 +57,8 @@ struct server {
 	uint64_t created_usec;
 	uint64_t state_since_usec;
 
-	char ready_status;  /* of the last ReadyForQuery: 'I', 'T' or 'E' */
-	int pending_ready;  /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+	char ready_status; /* of the last ReadyForQuery: 'I', 'T' or 'E' */
+	int pending_ready; /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
 
 	/* login */
 	bool scram_started;

@@ -15,8 +15,8 @@
 #include "proxy/listener.h"
 #include "proxy/server.h"
 
-#define SWEEP_INTERVAL 0.1   /* seconds */
-#define BUF_CACHE_MAX 1024   /* free buffers kept per worker */
+#define SWEEP_INTERVAL 0.1 /* seconds */
+#define BUF_CACHE_MAX 1024 /* free buffers kept per worker */
 
 struct snapshot *snapshot_new(struct config *cfg, struct userlist *users)
 {
@@ -195,7 +195,7 @@ static void close_all(struct worker *w, bool fast)
 			if (c->closing_after_flush)
 				continue;
 			bool busy = st == CL_ACTIVE && c->server &&
-				    (c->server->pending_ready > 0 || c->server->ready_status != 'I');
+			        (c->server->pending_ready > 0 || c->server->ready_status != 'I');
 			if (fast || !busy)
 				client_fatal(c, "57P01", "pgmoat is shutting down");
 		}
@@ -203,11 +203,11 @@ static void close_all(struct worker *w, bool fast)
 	if (fast) {
 		/* Clients whose error could not be written yet go now. */
 		for (int st = CL_STARTUP; st < CL_CLOSING; st++)
-			list_for_each_safe(pos, tmp, &w->clients[st])
-				client_close(container_of(pos, struct client, node), "shutting down");
+			list_for_each_safe(pos, tmp, &w->clients[st]) client_close(
+			        container_of(pos, struct client, node), "shutting down");
 		for (int st = SV_CONNECTING; st < SV_CLOSING; st++)
-			list_for_each_safe(pos, tmp, &w->servers[st])
-				server_close(container_of(pos, struct server, node), "shutting down");
+			list_for_each_safe(pos, tmp, &w->servers[st]) server_close(
+			        container_of(pos, struct server, node), "shutting down");
 	}
 }
 

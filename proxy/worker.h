@@ -22,9 +22,9 @@ struct client;
 
 enum wmsg_kind {
 	WMSG_HANDOFF, /* a server for one of our waiting clients */
-	WMSG_STEAL,   /* give one idle server of `pool` to the oldest waiter */
-	WMSG_KICK,    /* look at our waiters of `pool` again */
-	WMSG_CANCEL,  /* a CancelRequest for one of our clients */
+	WMSG_STEAL, /* give one idle server of `pool` to the oldest waiter */
+	WMSG_KICK, /* look at our waiters of `pool` again */
+	WMSG_CANCEL, /* a CancelRequest for one of our clients */
 };
 
 struct wmsg {
@@ -62,7 +62,7 @@ struct worker {
 	bool listening;
 
 	ev_timer sweep;
-	ev_check reaper;    /* frees connections closed inside callbacks */
+	ev_check reaper; /* frees connections closed inside callbacks */
 	struct list dead_clients;
 	struct list dead_servers;
 

@@ -15,7 +15,7 @@
 
 /* Raw login; `out` gets the details. */
 static bool raw_login(struct h_moat *m, const char *user, const char *db, const char *pw,
-		      struct wire_login *out)
+                      struct wire_login *out)
 {
 	memset(out, 0, sizeof *out);
 	out->auth_code = -1;
@@ -57,8 +57,8 @@ static void check_refusals(struct h_moat *m, const char *what, const char *user)
 	normalize(wrong.message, user);
 	normalize(ghost.message, "ghost_user");
 	ok(strcmp(wrong.message, ghost.message) == 0 && wrong.auth_code == ghost.auth_code,
-	   "%s: same message and same auth exchange for both ('%s', code %d / '%s', code %d)",
-	   what, wrong.message, wrong.auth_code, ghost.message, ghost.auth_code);
+	   "%s: same message and same auth exchange for both ('%s', code %d / '%s', code %d)", what,
+	   wrong.message, wrong.auth_code, ghost.message, ghost.auth_code);
 }
 
 static struct h_moat *start_moat(struct h_pg *pg, const char *auth_type, const char *userlist)
@@ -120,36 +120,37 @@ int main(void)
 {
 	h_init("t_auth", 120);
 	struct h_pg_opts o = {.auth = "scram-sha-256",
-			      .hba_lines = "host all app_md5 127.0.0.1/32 md5"};
+	                      .hba_lines = "host all app_md5 127.0.0.1/32 md5"};
 	struct h_pg *pg = h_pg_start(&o);
 	h_pg_create_app(pg, "app_plain", "pw_plain", "app");
 	h_pg_create_app(pg, "app_scram", "pw_scram", NULL);
 	h_pg_sql(pg, "set password_encryption = 'md5'");
 	h_pg_create_app(pg, "app_md5", "pw_md5", NULL);
 	h_pg_sql(pg, "reset password_encryption");
-	char *verifier = h_pg_value(pg, "select rolpassword from pg_authid where rolname = 'app_scram'");
+	char *verifier =
+	        h_pg_value(pg, "select rolpassword from pg_authid where rolname = 'app_scram'");
 	char *md5 = h_pg_value(pg, "select rolpassword from pg_authid where rolname = 'app_md5'");
 	if (!verifier || strncmp(verifier, "SCRAM-SHA-256$", 14) != 0 || !md5 ||
 	    strncmp(md5, "md5", 3) != 0)
 		h_bail("unexpected pg_authid contents");
 	char *userlist = h_strdupf("; test users\n"
-				   "\"app_plain\" \"pw_plain\"\n"
-				   "\"app_md5\" \"%s\"\n"
-				   "\"app_scram\" \"%s\"\n",
-				   md5, verifier);
+	                           "\"app_plain\" \"pw_plain\"\n"
+	                           "\"app_md5\" \"%s\"\n"
+	                           "\"app_scram\" \"%s\"\n",
+	                           md5, verifier);
 
 	struct h_moat *ms = start_moat(pg, "scram-sha-256", userlist);
 	struct h_moat *mm = start_moat(pg, "md5", userlist);
 	struct h_moat *mt = start_moat(pg, "trust", userlist);
 
-	tap_plan(22);
+	tap_plan(23);
 	test_scram(ms);
 	test_md5(mm);
 	test_trust(mt);
 
 	/* Secrets never reach the logs. */
-	const char *secrets[] = {"pw_plain", "pw_scram", "pw_md5", "nope-wrong", md5 + 3,
-				 strrchr(verifier, ':') + 1};
+	const char *secrets[] = {"pw_plain",   "pw_scram", "pw_md5",
+	                         "nope-wrong", md5 + 3,    strrchr(verifier, ':') + 1};
 	struct h_moat *all[] = {ms, mm, mt};
 	bool clean = true;
 	for (int i = 0; i < 3; i++) {

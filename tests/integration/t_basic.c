@@ -24,14 +24,14 @@ static void test_simple(PGconn *c)
 	is_str(v, "42", "simple query");
 	free(v);
 	ok(PQparameterStatus(c, "server_version") != NULL &&
-		   strncmp(PQparameterStatus(c, "server_version"), "15", 2) == 0,
+	           strncmp(PQparameterStatus(c, "server_version"), "15", 2) == 0,
 	   "client received the server's ParameterStatus (server_version %s)",
 	   PQparameterStatus(c, "server_version") ? PQparameterStatus(c, "server_version") : "-");
 	ok(PQparameterStatus(c, "client_encoding") != NULL, "client_encoding reported");
 
 	PGresult *r = PQexec(c, "select g, repeat('r', g) from generate_series(1, 10000) g");
 	ok(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 10000 &&
-		   strlen(PQgetvalue(r, 9999, 1)) == 10000,
+	           strlen(PQgetvalue(r, 9999, 1)) == 10000,
 	   "10000-row result, last row intact");
 	PQclear(r);
 
@@ -43,9 +43,10 @@ static void test_simple(PGconn *c)
 static void test_extended(PGconn *c)
 {
 	const char *params[2] = {"21", "abc"};
-	PGresult *r = PQexecParams(c, "select $1::int * 2, upper($2)", 2, NULL, params, NULL, NULL, 0);
+	PGresult *r =
+	        PQexecParams(c, "select $1::int * 2, upper($2)", 2, NULL, params, NULL, NULL, 0);
 	ok(PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "42") == 0 &&
-		   strcmp(PQgetvalue(r, 0, 1), "ABC") == 0,
+	           strcmp(PQgetvalue(r, 0, 1), "ABC") == 0,
 	   "PQexecParams with two parameters");
 	PQclear(r);
 
@@ -72,7 +73,8 @@ static void test_extended(PGconn *c)
 	PGresult *r1 = PQexecPrepared(c, "s1", 1, a, NULL, NULL, 0);
 	PGresult *r2 = PQexecPrepared(c, "s1", 1, b, NULL, NULL, 0);
 	ok(PQresultStatus(r1) == PGRES_TUPLES_OK && PQresultStatus(r2) == PGRES_TUPLES_OK &&
-		   strcmp(PQgetvalue(r1, 0, 0), "a-x") == 0 && strcmp(PQgetvalue(r2, 0, 0), "b-x") == 0,
+	           strcmp(PQgetvalue(r1, 0, 0), "a-x") == 0 &&
+	           strcmp(PQgetvalue(r2, 0, 0), "b-x") == 0,
 	   "named statement executed twice");
 	PQclear(r1);
 	PQclear(r2);
@@ -125,7 +127,7 @@ static void test_pipeline(PGconn *c)
 {
 	bool ok_all = PQenterPipelineMode(c);
 	for (int i = 1; ok_all && i <= 3; i++) {
-		char n[8];
+		char n[16];
 		snprintf(n, sizeof n, "%d", i);
 		const char *p[1] = {n};
 		ok_all = PQsendQueryParams(c, "select $1::int * 10", 1, NULL, p, NULL, NULL, 0);
@@ -163,7 +165,7 @@ static void test_errors_and_notices(PGconn *c)
 
 	PQsetNoticeReceiver(c, on_notice, NULL);
 	ok(h_exec(c, "do $$ begin raise notice 'hello %', 42; end $$") &&
-		   strcmp(notice, "hello 42") == 0,
+	           strcmp(notice, "hello 42") == 0,
 	   "NOTICE relayed to the client ('%s')", notice);
 
 	ok(h_exec(c, "begin") && PQtransactionStatus(c) == PQTRANS_INTRANS,
@@ -178,7 +180,7 @@ static void test_errors_and_notices(PGconn *c)
 	ok(h_exec(c, "rollback") && PQtransactionStatus(c) == PQTRANS_IDLE, "ROLLBACK: idle again");
 
 	ok(h_exec(c, "create temp table t(x int)") && h_exec(c, "begin") &&
-		   h_exec(c, "insert into t select generate_series(1, 5)") && h_exec(c, "commit"),
+	           h_exec(c, "insert into t select generate_series(1, 5)") && h_exec(c, "commit"),
 	   "a committed transaction");
 	v = h_value(c, "select sum(x) from t");
 	is_str(v, "15", "its rows are there");
@@ -195,7 +197,7 @@ int main(void)
 	    !h_moat_start(m, NULL))
 		h_bail("pgmoat did not start");
 
-	tap_plan(30);
+	tap_plan(31);
 	PGconn *c = h_moat_connect(m, "app", "app", "app");
 	if (!ok(h_connected(c), "connect through pgmoat over TCP"))
 		h_bail("cannot go on without a connection");

@@ -36,8 +36,9 @@ static char *write_conf(const char *text)
  * wrote on stderr only. */
 static int run_pgmoat(const char *a1, const char *path, char **err)
 {
-	const char *argv[] = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1 >/dev/null", h_pgmoat_bin(),
-			      a1, path, NULL};
+	const char *argv[] = {
+	        "/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1 >/dev/null", h_pgmoat_bin(), a1,
+	        path,      NULL};
 	if (!a1)
 		argv[4] = path, argv[5] = NULL;
 	return h_run(argv, NULL, 30, err);
@@ -51,14 +52,14 @@ static bool has(const char *text, const char *path, int line)
 	return found;
 }
 
-#define HEAD                                                  \
-	"[databases]\n"                                       \
-	"app = host=127.0.0.1 port=5432 dbname=app\n"         \
-	"\n"                                                  \
-	"[pgmoat]\n"                                          \
-	"listen_addr = 127.0.0.1\n"                           \
-	"listen_port = 6432\n"                                \
-	"auth_type = md5\n"                                   \
+#define HEAD                                                                                       \
+	"[databases]\n"                                                                            \
+	"app = host=127.0.0.1 port=5432 dbname=app\n"                                              \
+	"\n"                                                                                       \
+	"[pgmoat]\n"                                                                               \
+	"listen_addr = 127.0.0.1\n"                                                                \
+	"listen_port = 6432\n"                                                                     \
+	"auth_type = md5\n"                                                                        \
 	"auth_file = @AUTHFILE@\n"
 /* HEAD is 8 lines; the next line is 9. */
 
@@ -80,20 +81,21 @@ int main(void)
 {
 	h_init("t_check", 60);
 	userlist = h_strdupf("%s/userlist.txt", h_tmpdir());
-	h_write_file(userlist, "\"app\" \"secret\"\n\"other\" \"md5a3556571e93b0d20722ba62be61e8c2d\"\n");
+	h_write_file(userlist,
+	             "\"app\" \"secret\"\n\"other\" \"md5a3556571e93b0d20722ba62be61e8c2d\"\n");
 	tap_plan(23);
 
 	char *valid = write_conf("; a comment\n" HEAD "pool_mode = session\n"
-				 "default_pool_size = 20\n"
-				 "max_client_conn = 100\n"
-				 "query_wait_timeout = 500ms\n"
-				 "server_lifetime = 1h\n"
-				 "pkt_buf = 8kB\n"
-				 "server_reset_query = DISCARD ALL\n"
-				 "workers = 2\n"
-				 "\n"
-				 "[users]\n"
-				 "app = pool_mode=session\n");
+	                         "default_pool_size = 20\n"
+	                         "max_client_conn = 100\n"
+	                         "query_wait_timeout = 500ms\n"
+	                         "server_lifetime = 1h\n"
+	                         "pkt_buf = 8kB\n"
+	                         "server_reset_query = DISCARD ALL\n"
+	                         "workers = 2\n"
+	                         "\n"
+	                         "[users]\n"
+	                         "app = pool_mode=session\n");
 	char *err = NULL;
 	int rc = run_pgmoat("--check", valid, &err);
 	is_int(rc, 0, "--check on a valid file exits 0");
@@ -102,11 +104,11 @@ int main(void)
 	free(err);
 
 	char *alias = write_conf("[databases]\n"
-				 "* = host=127.0.0.1 port=5432\n"
-				 "[pgbouncer]\n"
-				 "listen_port = 6432\n"
-				 "auth_type = trust\n"
-				 "auth_file = @AUTHFILE@\n");
+	                         "* = host=127.0.0.1 port=5432\n"
+	                         "[pgbouncer]\n"
+	                         "listen_port = 6432\n"
+	                         "auth_type = trust\n"
+	                         "auth_file = @AUTHFILE@\n");
 	rc = run_pgmoat("--check", alias, &err);
 	is_int(rc, 0, "[pgbouncer] is accepted as the settings section, '*' as a database");
 	free(err);
@@ -120,22 +122,22 @@ int main(void)
 	expect_error("unknown section", HEAD "\n[nonsense]\nfoo = bar\n", 10);
 	expect_error("line without '='", HEAD "this line is not a setting\n", 9);
 	expect_error("bad port in a connection string",
-		     "[databases]\napp = host=127.0.0.1 port=notanumber dbname=app\n"
-		     "[pgmoat]\nauth_type = trust\nauth_file = @AUTHFILE@\n",
-		     2);
+	             "[databases]\napp = host=127.0.0.1 port=notanumber dbname=app\n"
+	             "[pgmoat]\nauth_type = trust\nauth_file = @AUTHFILE@\n",
+	             2);
 	expect_error("garbage connection string",
-		     "[databases]\napp = this is not a connection string\n"
-		     "[pgmoat]\nauth_type = trust\nauth_file = @AUTHFILE@\n",
-		     2);
+	             "[databases]\napp = this is not a connection string\n"
+	             "[pgmoat]\nauth_type = trust\nauth_file = @AUTHFILE@\n",
+	             2);
 	expect_error("unknown connection-string key",
-		     "[databases]\napp = host=127.0.0.1 colour=blue\n"
-		     "[pgmoat]\nauth_type = trust\nauth_file = @AUTHFILE@\n",
-		     2);
+	             "[databases]\napp = host=127.0.0.1 colour=blue\n"
+	             "[pgmoat]\nauth_type = trust\nauth_file = @AUTHFILE@\n",
+	             2);
 
 	/* Every error is listed, not just the first. */
 	char *two = write_conf(HEAD "default_pool_size = abc\n"
-				    "pool_mode = session\n"
-				    "max_client_conn = lots\n");
+	                            "pool_mode = session\n"
+	                            "max_client_conn = lots\n");
 	rc = run_pgmoat("--check", two, &err);
 	ok(rc == 1 && has(err, two, 9) && has(err, two, 11),
 	   "two errors (lines 9 and 11) are both reported");

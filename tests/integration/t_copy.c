@@ -22,7 +22,7 @@ static char *make_rows(size_t *len)
 	for (int i = 1; i <= ROWS; i++) {
 		/* A tab and a backslash inside the payload exercise the escapes. */
 		n += (size_t)snprintf(buf + n, cap - n, "%d\tpayload %d\\\\x\\t%08x\n", i, i,
-				      (unsigned)i * 2654435761u);
+		                      (unsigned)i * 2654435761u);
 	}
 	*len = n;
 	return buf;
@@ -110,7 +110,7 @@ int main(void)
 	    !h_moat_start(m, NULL))
 		h_bail("pgmoat did not start");
 
-	tap_plan(13);
+	tap_plan(14);
 	PGconn *c = h_moat_connect(m, "app", "app", "app");
 	if (!ok(h_connected(c), "connected through pgmoat"))
 		h_bail("no connection");
@@ -125,9 +125,10 @@ int main(void)
 	is_str(n, "100000", "100,000 rows on the server");
 	free(n);
 	char *server_md5 =
-		h_value(direct, "select md5(string_agg(id || E'\\t' || replace(replace(payload,"
-				" E'\\\\', E'\\\\\\\\'), E'\\t', E'\\\\t') || E'\\n', '' order by id))"
-				" from items");
+	        h_value(direct,
+	                "select md5(string_agg(id || E'\\t' || replace(replace(payload,"
+	                " E'\\\\', E'\\\\\\\\'), E'\\t', E'\\\\t') || E'\\n', '' order by id))"
+	                " from items");
 	is_str(server_md5, sent_md5, "md5 of the data sent equals md5 of the table's contents");
 	free(server_md5);
 
@@ -181,9 +182,13 @@ int main(void)
 	char *out = NULL;
 	char port[16];
 	snprintf(port, sizeof port, "%d", m->port);
-	const char *argv[] = {"psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", port,
-			      "-U", "app", "-d", "app", "-c",
-			      "\\copy (select id from items where id <= 1000) to stdout", NULL};
+	const char *argv[] = {
+	        "psql",      "-X",  "-q",
+	        "-A",        "-t",  "-h",
+	        "127.0.0.1", "-p",  port,
+	        "-U",        "app", "-d",
+	        "app",       "-c",  "\\copy (select id from items where id <= 1000) to stdout",
+	        NULL};
 	const char *env[] = {"PGPASSWORD=app", "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10", NULL};
 	int rc = h_run(argv, env, 60, &out);
 	long lines = 0;

@@ -41,10 +41,12 @@ static void test_many_rows(struct h_pg *pg, PGconn *c)
 		h_md5_final(&md, local);
 	}
 	PQclear(r);
-	char *want = h_pg_value(pg, "select md5(string_agg(repeat('x', 1000) || g, '' order by g))"
-				    " from generate_series(1, 20000) g");
-	char *want_len = h_pg_value(pg, "select sum(length(repeat('x', 1000) || g))"
-					" from generate_series(1, 20000) g");
+	char *want = h_pg_value(pg,
+	                        "select md5(string_agg(repeat('x', 1000) || g, '' order by g))"
+	                        " from generate_series(1, 20000) g");
+	char *want_len = h_pg_value(pg,
+	                            "select sum(length(repeat('x', 1000) || g))"
+	                            " from generate_series(1, 20000) g");
 	is_str(local, want, "md5 of the rows received equals the md5 computed on the server");
 	is_int((long)total, want_len ? atol(want_len) : -1, "total length matches");
 	free(want);
@@ -64,13 +66,16 @@ static void test_one_big_value(struct h_pg *pg, PGconn *c)
 	PQclear(r);
 
 	/* A value that is not one repeated byte. */
-	r = PQexec(c, "select string_agg(md5(g::text), '' order by g) from generate_series(1, 600000) g");
+	r = PQexec(
+	        c,
+	        "select string_agg(md5(g::text), '' order by g) from generate_series(1, 600000) g");
 	char local[33] = "";
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
 		h_md5_hex(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), local);
 	PQclear(r);
-	char *want = h_pg_value(pg, "select md5(string_agg(md5(g::text), '' order by g))"
-				    " from generate_series(1, 600000) g");
+	char *want = h_pg_value(pg,
+	                        "select md5(string_agg(md5(g::text), '' order by g))"
+	                        " from generate_series(1, 600000) g");
 	is_str(local, want, "a ~19 MB varied value: md5 matches");
 	free(want);
 }
@@ -109,7 +114,7 @@ static void test_big_param(PGconn *c)
 	Oid types[1] = {17}; /* bytea */
 	r = PQexecParams(c, "select $1::bytea", 1, types, params, lens, fmts, 1);
 	got = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-	      PQgetlength(r, 0, 0) == BIG;
+	        PQgetlength(r, 0, 0) == BIG;
 	ok(got && memcmp(PQgetvalue(r, 0, 0), big, BIG) == 0,
 	   "a 20 MB binary bytea parameter echoed back byte for byte");
 	PQclear(r);
@@ -126,7 +131,7 @@ int main(void)
 	    !h_moat_start(m, NULL))
 		h_bail("pgmoat did not start");
 
-	tap_plan(14);
+	tap_plan(15);
 	PGconn *c = h_moat_connect(m, "app", "app", "app");
 	if (!ok(h_connected(c), "connected through pgmoat"))
 		h_bail("no connection");

@@ -126,16 +126,16 @@ int main(void)
 
 	struct h_moat *m = h_moat_new(pg);
 	if (!h_moat_write_std_ini(m, "pool_size=2",
-				  "pool_mode = session\nquery_wait_timeout = 30\n") ||
+	                          "pool_mode = session\nquery_wait_timeout = 30\n") ||
 	    !h_moat_start(m, NULL))
 		h_bail("pgmoat did not start");
 	struct h_moat *m2 = h_moat_new(pg);
 	if (!h_moat_write_std_ini(m2, "pool_size=2",
-				  "pool_mode = session\nquery_wait_timeout = 1\n") ||
+	                          "pool_mode = session\nquery_wait_timeout = 1\n") ||
 	    !h_moat_start(m2, NULL))
 		h_bail("second pgmoat did not start");
 
-	tap_plan(21);
+	tap_plan(22);
 	wait_and_handoff(m, pg);
 	wait_timeout(m2);
 	ok(h_moat_alive(m) && h_moat_alive(m2), "both pgmoat instances still running");

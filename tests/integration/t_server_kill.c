@@ -30,7 +30,7 @@ static int idle_kill(struct h_moat *m, struct h_pg *pg)
 	struct wire_result r;
 	memset(&r, 0, sizeof r);
 	bool in = fd >= 0 && wire_login(fd, 0, "app", "app", "app", &l) &&
-		  wire_query(fd, "select pg_backend_pid()", 10, &r);
+	        wire_query(fd, "select pg_backend_pid()", 10, &r);
 	int pid = atoi(r.value);
 	ok(in && pid > 0, "client A logged in; its backend is %d", pid);
 	ok(pid > 0 && h_pg_terminate(pg, pid), "superuser terminates A's backend");
@@ -62,7 +62,7 @@ static int busy_kill(struct h_moat *m, struct h_pg *pg, int dead)
 	PGresult *res = PQgetResult(b);
 	const char *st = h_result_state(res);
 	ok(res && PQresultStatus(res) == PGRES_FATAL_ERROR &&
-		   (strcmp(st, "08006") == 0 || strcmp(st, "57P01") == 0),
+	           (strcmp(st, "08006") == 0 || strcmp(st, "57P01") == 0),
 	   "B's query fails with 08006 or the server's 57P01 (got '%s')", st);
 	if (res)
 		h_diag_text("  B: ", PQresultErrorMessage(res));
@@ -83,14 +83,14 @@ int main(void)
 	h_pg_create_app(pg, "app", "app", "app");
 	struct h_moat *m = h_moat_new(pg);
 	if (!h_moat_write_std_ini(m, "pool_size=1",
-				  "pool_mode = session\n"
-				  "server_login_retry = 1\n"
-				  "server_connect_timeout = 2\n"
-				  "query_wait_timeout = 5\n") ||
+	                          "pool_mode = session\n"
+	                          "server_login_retry = 1\n"
+	                          "server_connect_timeout = 2\n"
+	                          "query_wait_timeout = 5\n") ||
 	    !h_moat_start(m, NULL))
 		h_bail("pgmoat did not start");
 
-	tap_plan(16);
+	tap_plan(17);
 	int pid_a = idle_kill(m, pg);
 	int pid_b = busy_kill(m, pg, pid_a);
 

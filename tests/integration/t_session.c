@@ -40,10 +40,10 @@ static int session_a(struct h_moat *m)
 		h_bail("no connection");
 	int pid = h_backend_pid(a);
 	bool setup = h_exec(a, "set myapp.marker = 'client-a'") &&
-		     h_exec(a, "set statement_timeout = '12345ms'") &&
-		     h_exec(a, "create temp table tt (x int)") &&
-		     h_exec(a, "insert into tt values (1), (2), (3)") &&
-		     h_exec(a, "prepare sql_stmt as select 40 + 2");
+	        h_exec(a, "set statement_timeout = '12345ms'") &&
+	        h_exec(a, "create temp table tt (x int)") &&
+	        h_exec(a, "insert into tt values (1), (2), (3)") &&
+	        h_exec(a, "prepare sql_stmt as select 40 + 2");
 	PGresult *r = PQprepare(a, "proto_stmt", "select $1::int * 6", 1, NULL);
 	setup = setup && PQresultStatus(r) == PGRES_COMMAND_OK;
 	PQclear(r);
@@ -73,9 +73,9 @@ static void session_b(struct h_moat *m, int pid_a)
 		h_bail("no connection");
 	is_int(h_backend_pid(b), pid_a, "B: reuses A's server connection (pool_size=1)");
 	check_value(b, "select coalesce(current_setting('myapp.marker', true), '')", "",
-		    "B: A's SET value is gone");
+	            "B: A's SET value is gone");
 	check_value(b, "select current_setting('statement_timeout') = '0'", "t",
-		    "B: statement_timeout back to its default");
+	            "B: statement_timeout back to its default");
 	check_state(b, "select count(*) from tt", "42P01", "B: A's temp table is gone (42P01)");
 	check_state(b, "execute sql_stmt", "26000", "B: A's SQL prepared statement is gone");
 	PGresult *r = exec_prepared(b, "proto_stmt");
@@ -106,8 +106,9 @@ static void session_after_txn(struct h_moat *m, struct h_pg *pg)
 	check_value(d, "select 'clean'", "clean", "D: works after C left a failed transaction");
 	PQfinish(d);
 
-	char *v = h_pg_value(pg, "select count(*) from pg_stat_activity where usename = 'app'"
-				 " and state like 'idle in transaction%%'");
+	char *v = h_pg_value(pg,
+	                     "select count(*) from pg_stat_activity where usename = 'app'"
+	                     " and state like 'idle in transaction%%'");
 	is_str(v, "0", "no server connection is left idle in transaction");
 	free(v);
 }
@@ -149,24 +150,24 @@ int main(void)
 
 	struct h_moat *m = h_moat_new(pg);
 	const char *ini = "[databases]\n"
-			  "app = host=127.0.0.1 port=@PGPORT@ dbname=app pool_size=1\n"
-			  "app2 = host=127.0.0.1 port=@PGPORT@ dbname=app pool_size=2\n"
-			  "\n"
-			  "[pgmoat]\n"
-			  "listen_addr = 127.0.0.1\n"
-			  "listen_port = @PORT@\n"
-			  "unix_socket_dir = @SOCKDIR@\n"
-			  "auth_type = trust\n"
-			  "auth_file = @AUTHFILE@\n"
-			  "workers = 2\n"
-			  "pool_mode = session\n"
-			  "server_reset_query = DISCARD ALL\n"
-			  "query_wait_timeout = 20\n";
+	                  "app = host=127.0.0.1 port=@PGPORT@ dbname=app pool_size=1\n"
+	                  "app2 = host=127.0.0.1 port=@PGPORT@ dbname=app pool_size=2\n"
+	                  "\n"
+	                  "[pgmoat]\n"
+	                  "listen_addr = 127.0.0.1\n"
+	                  "listen_port = @PORT@\n"
+	                  "unix_socket_dir = @SOCKDIR@\n"
+	                  "auth_type = trust\n"
+	                  "auth_file = @AUTHFILE@\n"
+	                  "workers = 2\n"
+	                  "pool_mode = session\n"
+	                  "server_reset_query = DISCARD ALL\n"
+	                  "query_wait_timeout = 20\n";
 	if (!h_moat_write_userlist(m, "\"app\" \"app\"\n") || !h_moat_write_ini(m, ini) ||
 	    !h_moat_start(m, NULL))
 		h_bail("pgmoat did not start");
 
-	tap_plan(29);
+	tap_plan(30);
 	int pid_a = session_a(m);
 	session_b(m, pid_a);
 	session_after_txn(m, pg);

@@ -35,7 +35,10 @@
 
 /* Sets up the test named `name` with an overall timeout in seconds. */
 void h_init(const char *name, int timeout_s);
-/* Ends the test: returns the exit status for main(). */
+/* Ends the test: returns the exit status for main().  If the test started
+ * pgmoat, one more test point is added (count it in the plan): every pgmoat
+ * still running stops with status 0 on SIGINT, and no pgmoat log holds a
+ * sanitizer report. */
 int h_done(void);
 /* Prints the logs and bails out of the whole test. */
 void h_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -83,14 +86,14 @@ int h_run(const char *const argv[], const char *const env[], double timeout, cha
 /* --- PostgreSQL */
 
 struct h_pg_opts {
-	const char *auth;                /* pg_hba method for TCP: "trust" (default), "md5", "scram-sha-256" */
+	const char *auth; /* pg_hba method for TCP: "trust" (default), "md5", "scram-sha-256" */
 	const char *password_encryption; /* default "scram-sha-256" */
-	const char *hba_lines;           /* extra pg_hba.conf lines, placed before the generic ones */
-	const char *conf;                /* extra postgresql.conf lines */
+	const char *hba_lines; /* extra pg_hba.conf lines, placed before the generic ones */
+	const char *conf; /* extra postgresql.conf lines */
 };
 
 struct h_pg {
-	int port;      /* TCP on 127.0.0.1, and the Unix socket number */
+	int port; /* TCP on 127.0.0.1, and the Unix socket number */
 	char *sockdir; /* Unix socket directory */
 	char *datadir;
 	char *logpath;
@@ -136,7 +139,7 @@ struct h_moat {
 	char *authfile;
 	char *sockdir;
 	char *tmpl; /* the last INI template written */
-	pid_t pid;  /* 0 when not running */
+	pid_t pid; /* 0 when not running */
 	int status; /* last exit status (see h_moat_wait_exit) */
 	size_t log_mark;
 	int index;
@@ -175,11 +178,11 @@ void h_moat_log_diag(struct h_moat *m);
 /* Conninfo strings (malloc'd) for TCP and the Unix socket; `password` may be
  * NULL. */
 char *h_moat_conninfo(const struct h_moat *m, const char *user, const char *db,
-		      const char *password);
+                      const char *password);
 char *h_moat_conninfo_unix(const struct h_moat *m, const char *user, const char *db,
-			   const char *password);
+                           const char *password);
 PGconn *h_moat_connect(const struct h_moat *m, const char *user, const char *db,
-		       const char *password);
+                       const char *password);
 
 /* --- libpq helpers */
 
@@ -208,9 +211,9 @@ struct h_async {
 	enum h_async_state state;
 	int poll; /* last PostgresPollingStatusType */
 	char *query;
-	char *value;      /* first column of the first row, if any */
+	char *value; /* first column of the first row, if any */
 	char sqlstate[6]; /* of the first error, "" if none */
-	char *error;      /* connection or query error message, NULL if none */
+	char *error; /* connection or query error message, NULL if none */
 	double started, finished;
 };
 

@@ -10,9 +10,9 @@ void tap_skip_all(const char *why);
 bool tap_ok(bool cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool tap_is_int(long got, long want, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool tap_is_str(const char *got, const char *want, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 bool tap_is_mem(const void *got, const void *want, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 void tap_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Abort the whole test with "Bail out!". */
 void tap_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -317,7 +317,7 @@ static int b64_decode(const char *in, size_t n, unsigned char *out)
 }
 
 static bool hmac256(const unsigned char *key, size_t keylen, const void *data, size_t n,
-		    unsigned char out[32])
+                    unsigned char out[32])
 {
 	unsigned int len = 32;
 	return HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &len) != NULL;
@@ -342,7 +342,7 @@ static bool scram_first(int fd, struct scram *s)
 
 /* `server_first` is the text of AuthenticationSASLContinue. */
 static bool scram_final(int fd, struct scram *s, const char *password, const char *server_first,
-			size_t sflen)
+                        size_t sflen)
 {
 	char sf[512];
 	if (sflen >= sizeof sf)
@@ -371,7 +371,7 @@ static bool scram_final(int fd, struct scram *s, const char *password, const cha
 	if (saltlen <= 0 || (size_t)saltlen > sizeof saltbin - 8)
 		return false;
 	if (!PKCS5_PBKDF2_HMAC(password, (int)strlen(password), saltbin, saltlen, iter,
-			       EVP_sha256(), 32, s->salted))
+	                       EVP_sha256(), 32, s->salted))
 		return false;
 	unsigned char client_key[32], stored_key[32], sig[32], proof[32];
 	unsigned int n = 32;
@@ -380,7 +380,7 @@ static bool scram_final(int fd, struct scram *s, const char *password, const cha
 	char final_bare[256];
 	snprintf(final_bare, sizeof final_bare, "c=biws,r=%s", r);
 	snprintf(s->auth_message, sizeof s->auth_message, "%s,%s,%s", s->client_first_bare, sf,
-		 final_bare);
+	         final_bare);
 	hmac256(stored_key, 32, s->auth_message, strlen(s->auth_message), sig);
 	for (int i = 0; i < 32; i++)
 		proof[i] = client_key[i] ^ sig[i];
@@ -398,7 +398,7 @@ static bool scram_verify(const struct scram *s, const char *server_final, size_t
 	hmac256(server_key, 32, s->auth_message, strlen(s->auth_message), sig);
 	b64_encode(sig, 32, sig64);
 	return len == strlen(sig64) + 2 && strncmp(server_final, "v=", 2) == 0 &&
-	       memcmp(server_final + 2, sig64, len - 2) == 0;
+	        memcmp(server_final + 2, sig64, len - 2) == 0;
 }
 
 bool wire_finish_login(int fd, const char *user, const char *password, struct wire_login *out)
@@ -410,7 +410,7 @@ bool wire_finish_login(int fd, const char *user, const char *password, struct wi
 		int r = wire_read_msg(fd, &m, 20);
 		if (r != 1) {
 			snprintf(out->message, sizeof out->message, "%s",
-				 r == 0 ? "connection closed" : "timeout or bad message");
+			         r == 0 ? "connection closed" : "timeout or bad message");
 			return false;
 		}
 		bool sent = true;
@@ -463,20 +463,22 @@ bool wire_finish_login(int fd, const char *user, const char *password, struct wi
 		case 'N':
 			break;
 		default:
-			snprintf(out->message, sizeof out->message, "unexpected message '%c'", m.type);
+			snprintf(out->message, sizeof out->message, "unexpected message '%c'",
+			         m.type);
 			wire_msg_free(&m);
 			return false;
 		}
 		wire_msg_free(&m);
 		if (!sent) {
-			snprintf(out->message, sizeof out->message, "could not answer the auth request");
+			snprintf(out->message, sizeof out->message,
+			         "could not answer the auth request");
 			return false;
 		}
 	}
 }
 
 bool wire_login(int fd, uint32_t version, const char *user, const char *db, const char *password,
-		struct wire_login *out)
+                struct wire_login *out)
 {
 	memset(out, 0, sizeof *out);
 	out->auth_code = -1;
@@ -504,7 +506,7 @@ bool wire_query(int fd, const char *sql, double timeout, struct wire_result *r)
 		if (rc != 1) {
 			if (!r->message[0])
 				snprintf(r->message, sizeof r->message, "%s",
-					 rc == 0 ? "connection closed" : "timeout");
+				         rc == 0 ? "connection closed" : "timeout");
 			return false;
 		}
 		if (m.type == 'E' && !r->sqlstate[0]) {
@@ -514,7 +516,8 @@ bool wire_query(int fd, const char *sql, double timeout, struct wire_result *r)
 			if (r->rows == 0 && m.len >= 6 && get32(m.body + 2) != 0xffffffffu) {
 				uint32_t n = get32(m.body + 2);
 				if (n <= m.len - 6)
-					snprintf(r->value, sizeof r->value, "%.*s", (int)n, m.body + 6);
+					snprintf(r->value, sizeof r->value, "%.*s", (int)n,
+					         m.body + 6);
 			}
 			r->rows++;
 		} else if (m.type == 'Z') {

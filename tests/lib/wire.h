@@ -39,7 +39,7 @@ int wire_read_byte(int fd, double timeout);
 struct wire_msg {
 	char type;
 	uint32_t len; /* of the body */
-	char *body;   /* malloc'd, NUL-terminated for convenience */
+	char *body; /* malloc'd, NUL-terminated for convenience */
 };
 
 /* 1: a message, 0: EOF (or reset), -1: timeout, error or an absurd length. */
@@ -55,29 +55,29 @@ bool wire_wait_eof(int fd, double timeout, char *states, size_t stateslen);
 bool wire_readable(int fd, double timeout);
 
 struct wire_login {
-	bool ok;             /* reached ReadyForQuery */
-	int auth_code;       /* first AuthenticationRequest code, -1 if none */
-	char sqlstate[6];    /* of the ErrorResponse that ended it, "" if none */
+	bool ok; /* reached ReadyForQuery */
+	int auth_code; /* first AuthenticationRequest code, -1 if none */
+	char sqlstate[6]; /* of the ErrorResponse that ended it, "" if none */
 	char message[512];
 	bool have_key;
 	uint32_t key_pid, key_secret;
 	int negotiated_minor; /* from NegotiateProtocolVersion, -1 if none */
-	int n_unsupported;    /* options listed in it */
-	int n_params;         /* ParameterStatus messages */
+	int n_unsupported; /* options listed in it */
+	int n_params; /* ParameterStatus messages */
 	bool server_final_ok; /* SCRAM server signature verified */
-	char txn_status;      /* from ReadyForQuery */
+	char txn_status; /* from ReadyForQuery */
 };
 
 /* Sends a StartupMessage for user/database (version 3.0 unless told) and
  * authenticates with `password` (may be NULL).  Fills `out`; true when the
  * login completed. */
 bool wire_login(int fd, uint32_t version, const char *user, const char *db, const char *password,
-		struct wire_login *out);
+                struct wire_login *out);
 /* Same, on an already sent startup (after SSLRequest, say). */
 bool wire_finish_login(int fd, const char *user, const char *password, struct wire_login *out);
 
 struct wire_result {
-	bool ok;          /* ReadyForQuery reached and no error */
+	bool ok; /* ReadyForQuery reached and no error */
 	bool got_ready;
 	char sqlstate[6]; /* of the first error */
 	char message[256];

@@ -144,7 +144,8 @@ static void test_bad_lengths(void)
 	b.sent = b.parsed = b.recvd = 0;
 	uint8_t big[5] = {'Q', 0x7f, 0xff, 0xff, 0xff};
 	feed(&b, big, 5);
-	is_int(frame_next(&f, &b, 1 << 20, &type, &len), FRAME_BAD, "length over the maximum is bad");
+	is_int(frame_next(&f, &b, 1 << 20, &type, &len), FRAME_BAD,
+	       "length over the maximum is bad");
 	is_int(frame_next(&f, &b, 0x7fffffff, &type, &len), FRAME_HEADER,
 	       "the same length under a larger maximum is a header");
 	free(b.data);
