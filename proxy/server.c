@@ -421,7 +421,7 @@ static bool login_step(struct server *s)
 	for (;;) {
 		uint8_t type;
 		uint32_t len;
-		enum frame_status fs = frame_next(&s->conn.frame, b, b->cap, &type, &len);
+		enum frame_status fs = frame_next(&s->conn.frame, b, INT32_MAX, &type, &len);
 		if (fs == FRAME_BAD) {
 			login_failed(s, "08P01", "invalid message length from server during login");
 			return false;
@@ -430,7 +430,12 @@ static bool login_step(struct server *s)
 			return true;
 		if (!frame_whole(b, len)) {
 			if (!frame_fits(b, len)) {
-				login_failed(s, "08P01", "login message from server too long");
+				char msg[96];
+				snprintf(msg, sizeof(msg),
+				         "login message from server too long (%u bytes, pkt_buf is "
+				         "%u)",
+				         len + 1, b->cap);
+				login_failed(s, "08P01", msg);
 				return false;
 			}
 			return true;
@@ -607,6 +612,25 @@ static bool idle_step(struct server *s)
 
 /* --- relay server -> client --- */
 
+/* The linked server is gone or unusable: the client still gets the whole
+ * messages that arrived before, then an error; a client cut off in the
+ * middle of a message can only be closed. */
+static void fail_client(struct server *s, const char *sqlstate, const char *why)
+{
+	struct client *c = s->client;
+	struct buf *b = &s->conn.in;
+	bool mid_message = s->conn.frame.remaining > 0;
+	if (c && !mid_message && buf_unsent(b) > 0)
+		pkt_append(&c->conn.out, b->data + b->sent, buf_unsent(b));
+	server_close(s, why);
+	if (!c)
+		return;
+	if (mid_message)
+		client_close(c, "server connection lost in the middle of a message");
+	else
+		client_fatal(c, sqlstate, "server connection lost: %s", why);
+}
+
 /* Parse what the server sent as far as possible; returns false if the server
  * or client was closed. */
 static bool parse_s2c(struct server *s)
@@ -619,17 +643,11 @@ static bool parse_s2c(struct server *s)
 		if (fs == FRAME_MORE)
 			return true;
 		if (fs == FRAME_BAD) {
-			struct client *c = s->client;
-			server_close(s, "invalid message length from server");
-			if (c)
-				client_close(c, "server sent an invalid message");
+			fail_client(s, "08P01", "server sent a message with an invalid length");
 			return false;
 		}
 		if (type == 'Z' && len != 5) {
-			struct client *c = s->client;
-			server_close(s, "malformed ReadyForQuery from server");
-			if (c)
-				client_close(c, "server sent an invalid message");
+			fail_client(s, "08P01", "server sent a malformed ReadyForQuery");
 			return false;
 		}
 		if (type == 'Z' || type == 'S') {
@@ -696,10 +714,8 @@ static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		}
 		struct client *c = s->client;
 		if (c && s->state == SV_ACTIVE) {
-			/* Pass on what was received in whole messages before the loss. */
-			parse_s2c(s);
-			server_close(s, why);
-			client_server_lost(c, why);
+			if (parse_s2c(s))
+				fail_client(s, "08006", why);
 			return;
 		}
 		server_close(s, why);
