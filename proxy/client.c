@@ -164,6 +164,18 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_
 
 /* --- output --- */
 
+/* Leave the wait queue, give the server back. */
+static void client_detach(struct client *c)
+{
+	if (c->state == CL_WAITING && c->pool)
+		pool_waiter_remove(c->pool, &c->waiter);
+	if (c->server) {
+		struct server *s = c->server;
+		c->server = NULL;
+		server_release(s);
+	}
+}
+
 bool client_flush(struct client *c)
 {
 	enum io_result r = conn_write_pkt(&c->conn);
@@ -196,13 +208,7 @@ void client_fatal(struct client *c, const char *sqlstate, const char *fmt, ...)
 	proto_error(&c->conn.out, "FATAL", sqlstate, "%s", msg);
 	c->closing_after_flush = true;
 	conn_want_read(c->w->loop, &c->conn, false);
-	if (c->state == CL_WAITING && c->pool)
-		pool_waiter_remove(c->pool, &c->waiter);
-	if (c->server) {
-		struct server *s = c->server;
-		c->server = NULL;
-		server_release(s);
-	}
+	client_detach(c);
 	client_flush(c);
 }
 
@@ -348,6 +354,7 @@ void client_got_server(struct client *c, struct server *s)
 	c->server = s;
 	s->client = c;
 	s->pending_ready = 0;
+	s->unsynced = false;
 	char sql[4096] = "";
 	size_t used = 0;
 	for (size_t i = 0; i < c->params.n; i++) {
@@ -459,8 +466,24 @@ void client_pump(struct client *c)
 			terminate = true;
 			break;
 		}
-		if (type == 'Q' || type == 'S' || type == 'F')
+		switch (type) {
+		case 'Q':
+		case 'F':
 			s->pending_ready++;
+			break;
+		case 'S':
+			s->pending_ready++;
+			s->unsynced = false;
+			break;
+		case 'P':
+		case 'B':
+		case 'E':
+		case 'D':
+		case 'C':
+		case 'H':
+			s->unsynced = true;
+			break;
+		}
 		frame_pass(&c->conn.frame, b, len);
 	}
 	enum io_result r = conn_write_buf(&s->conn, b, &c->w->stats.bytes_in);
@@ -556,13 +579,7 @@ void client_close(struct client *c, const char *why)
 	struct worker *w = c->w;
 	if (why)
 		log_client(c, c->welcomed ? LL_INFO : LL_DEBUG, "closing: %s", why);
-	if (c->state == CL_WAITING && c->pool)
-		pool_waiter_remove(c->pool, &c->waiter);
-	if (c->server) {
-		struct server *s = c->server;
-		c->server = NULL;
-		server_release(s);
-	}
+	client_detach(c);
 	if (c->cancel_pid)
 		cancel_unregister(w, c);
 	client_auth_clear(c);

@@ -835,8 +835,11 @@ void server_release(struct server *s)
 	}
 	conn_want_write(s->w->loop, &s->conn, false);
 	uint64_t now = now_usec();
-	if (s->pending_ready > 0 || s->ready_status != 'I' || buf_pending(&s->conn.in) > 0 ||
-	    s->conn.frame.remaining > 0) {
+	/* After an error in an extended-protocol sequence the server ignores
+	 * everything up to a Sync, the reset query included: such a server,
+	 * like one inside a transaction or a query, is not reused. */
+	if (s->pending_ready > 0 || s->ready_status != 'I' || s->unsynced ||
+	    buf_pending(&s->conn.in) > 0 || s->conn.frame.remaining > 0) {
 		server_close(s, "client left in the middle of a query or transaction");
 		return;
 	}
@@ -929,6 +932,22 @@ void server_sweep(struct worker *w, uint64_t now)
 			struct server *s = container_of(pos, struct server, node);
 			if (connect_timeout && now - s->created_usec > connect_timeout)
 				login_failed(s, "08006", "server_connect_timeout reached");
+		}
+	}
+	/* An internal query (settings for a client, the reset query) that gets
+	 * no answer within server_connect_timeout: the server is not used. */
+	static const enum server_state querying[] = {SV_SETUP, SV_RESET};
+	for (size_t i = 0; i < ARRAY_SIZE(querying); i++) {
+		list_for_each_safe(pos, tmp, &w->servers[querying[i]])
+		{
+			struct server *s = container_of(pos, struct server, node);
+			if (!s->query_cb || !connect_timeout ||
+			    now - s->state_since_usec <= connect_timeout)
+				continue;
+			struct client *c = s->client;
+			server_close(s, "no answer to an internal query");
+			if (c)
+				client_fatal(c, "08006", "server did not answer in time");
 		}
 	}
 	uint64_t idle_timeout = (uint64_t)(cfg->server_idle_timeout * 1e6);

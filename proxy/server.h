@@ -59,6 +59,7 @@ struct server {
 
 	char ready_status; /* of the last ReadyForQuery: 'I', 'T' or 'E' */
 	int pending_ready; /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+	bool unsynced; /* extended-protocol messages sent since the last Sync */
 
 	/* login */
 	bool scram_started;

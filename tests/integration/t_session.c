@@ -113,6 +113,34 @@ static void session_after_txn(struct h_moat *m, struct h_pg *pg)
 	free(v);
 }
 
+/* A client leaves after an extended-protocol error without sending Sync:
+ * the server ignores everything until a Sync, the reset query too, so it
+ * must not be reset and reused; the next client gets a working server at
+ * once (not after a timeout). */
+static void unsynced_error(struct h_moat *m)
+{
+	int fd = wire_connect(m->port);
+	struct wire_login l;
+	bool in = fd >= 0 && wire_login(fd, 0, "app", "app", "app", &l) && l.ok;
+	static const char parse[] = "\0selec 1\0\0"; /* unnamed, bad SQL, no params */
+	struct wire_msg msg;
+	char state[6] = "";
+	if (in && wire_send_msg(fd, 'P', parse, sizeof(parse)) && wire_send_msg(fd, 'H', NULL, 0) &&
+	    wire_read_msg(fd, &msg, 10) == 1) {
+		if (msg.type == 'E')
+			wire_error_field(&msg, 'C', state, sizeof(state));
+		wire_msg_free(&msg);
+	}
+	is_str(state, "42601", "unsynced: Parse of bad SQL, no Sync, gets the syntax error");
+	if (fd >= 0)
+		close(fd);
+	double t0 = h_now();
+	PGconn *c = h_moat_connect(m, "app", "app", "app");
+	check_value(c, "select 'next'", "next", "unsynced: the next client is served");
+	ok(h_now() - t0 < 5, "unsynced: at once (%.1f s), not after a timeout", h_now() - t0);
+	PQfinish(c);
+}
+
 /* Two clients at once through a pool of 2: separate servers and state. */
 static void concurrent(struct h_moat *m)
 {
@@ -167,10 +195,11 @@ int main(void)
 	    !h_moat_start(m, NULL))
 		h_bail("pgmoat did not start");
 
-	tap_plan(30);
+	tap_plan(33);
 	int pid_a = session_a(m);
 	session_b(m, pid_a);
 	session_after_txn(m, pg);
+	unsynced_error(m);
 	concurrent(m);
 
 	/* SIGINT: fast shutdown.  An idle client is told (57P01) and closed. */
