@@ -13,6 +13,12 @@
 
 /* Monotonic clock, microseconds. */
 uint64_t now_usec(void);
+/* Microseconds from `since` to `now`, 0 if `since` is later (a timestamp
+ * taken after `now` was read: never let the difference wrap). */
+static inline uint64_t usec_since(uint64_t now, uint64_t since)
+{
+	return now > since ? now - since : 0;
+}
 /* Wall clock, microseconds since the epoch. */
 uint64_t wall_usec(void);
 

@@ -190,8 +190,8 @@ static const struct setting settings[] = {
 	S_STR(syslog_facility, SETTING_STRING, "daemon", RESTART, check_syslog_facility,
 		"Syslog facility: auth, authpriv, daemon, user or local0 to local7."),
 	S_INT(verbose, "0", RELOAD, 0, 2,
-		"Extra log detail: 1 adds per-connection messages, 2 per-message ones (like -v, "
-		"-vv)."),
+		"Extra log detail: 1 adds connection set-up details, 2 per-message ones (like -v, "
+		"-vv); logins and disconnections are logged at 0 too."),
 	S_STR(server_reset_query, SETTING_STRING, "DISCARD ALL", RELOAD, NULL,
 		"Query run on a server connection before it returns to the pool in session "
 		"mode; empty: none."),

@@ -625,7 +625,7 @@ void client_sweep(struct worker *w, uint64_t now)
 		{
 			struct client *c = container_of(pos, struct client, node);
 			if (login_timeout && !c->closing_after_flush &&
-			    now - c->created_usec > login_timeout)
+			    usec_since(now, c->created_usec) > login_timeout)
 				client_fatal(c, "08P01",
 				             "client_login_timeout: login not completed in time");
 		}
@@ -636,7 +636,7 @@ void client_sweep(struct worker *w, uint64_t now)
 		struct client *c = container_of(pos, struct client, node);
 		if (c->waiter.state != WAITER_QUEUED || c->closing_after_flush)
 			continue;
-		uint64_t waited = now - c->waiter.since_usec;
+		uint64_t waited = usec_since(now, c->waiter.since_usec);
 		if (wait_timeout && waited > wait_timeout) {
 			if (pool_waiter_remove(c->pool, &c->waiter) == WAITER_QUEUED) {
 				client_fatal(c, "08P01",

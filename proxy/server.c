@@ -847,7 +847,8 @@ void server_release(struct server *s)
 		server_close(s, "database settings changed");
 		return;
 	}
-	if (cfg->server_lifetime > 0 && now - s->created_usec > cfg->server_lifetime * 1e6) {
+	if (cfg->server_lifetime > 0 &&
+	    usec_since(now, s->created_usec) > cfg->server_lifetime * 1e6) {
 		server_close(s, "server_lifetime reached");
 		return;
 	}
@@ -930,7 +931,7 @@ void server_sweep(struct worker *w, uint64_t now)
 		list_for_each_safe(pos, tmp, &w->servers[st])
 		{
 			struct server *s = container_of(pos, struct server, node);
-			if (connect_timeout && now - s->created_usec > connect_timeout)
+			if (connect_timeout && usec_since(now, s->created_usec) > connect_timeout)
 				login_failed(s, "08006", "server_connect_timeout reached");
 		}
 	}
@@ -942,7 +943,7 @@ void server_sweep(struct worker *w, uint64_t now)
 		{
 			struct server *s = container_of(pos, struct server, node);
 			if (!s->query_cb || !connect_timeout ||
-			    now - s->state_since_usec <= connect_timeout)
+			    usec_since(now, s->state_since_usec) <= connect_timeout)
 				continue;
 			struct client *c = s->client;
 			server_close(s, "no answer to an internal query");
@@ -964,11 +965,11 @@ void server_sweep(struct worker *w, uint64_t now)
 			why = "shutting down";
 		else if (s->target_gen != p->target_gen || p->gone)
 			why = "database settings changed";
-		else if (lifetime && now - s->created_usec > lifetime)
+		else if (lifetime && usec_since(now, s->created_usec) > lifetime)
 			why = "server_lifetime reached";
 		else if (p->n_servers > p->pool_size + p->reserve_pool)
 			why = "pool is over its size";
-		else if (idle_timeout && now - s->state_since_usec > idle_timeout &&
+		else if (idle_timeout && usec_since(now, s->state_since_usec) > idle_timeout &&
 		         p->n_servers > p->min_pool_size)
 			why = "server_idle_timeout reached";
 		if (why)
