@@ -153,8 +153,8 @@ static const struct setting settings[] = {
 		"CPU core."),
 	S_ENUM(pool_mode, "session", pool_mode_names,
 		"When a server connection returns to the pool: when the client disconnects "
-		"(session), after each transaction (transaction) or after each statement "
-		"(statement)."),
+		"(session). transaction and statement are accepted for pgbouncer.ini files but "
+		"not supported yet: they run as session pooling, with a warning."),
 	S_INT(default_pool_size, "20", RELOAD, 1, MAX_POOL,
 		"Server connections per (database, user) pool, unless the database sets "
 		"`pool_size`."),
