@@ -1,5 +1,5 @@
 /* Client authentication against auth_file (plain password, md5 hash and
- * SCRAM verifier entries) with auth_type scram-sha-256, md5 and trust,
+ * SCRAM verifier entries) with auth_type scram-sha-256, md5, trust and plain,
  * and pgmoat's own login to a PostgreSQL that requires scram-sha-256 (md5
  * for one role).  Wrong password and unknown user are indistinguishable
  * (28P01, same message); an unknown database gives 3D000; no secret is
@@ -116,6 +116,23 @@ static void test_trust(struct h_moat *m)
 	is_str(l.sqlstate, "3D000", "trust: unknown database gives 3D000");
 }
 
+/* auth_type plain: the client sends its password in clear text (code 3),
+ * checked against a plain entry or an md5 hash. */
+static void test_plain(struct h_moat *m)
+{
+	struct wire_login l;
+	raw_login(m, "app_plain", "app", "pw_plain", &l);
+	ok(l.ok && l.auth_code == 3, "plain: cleartext password request (code %d), login works",
+	   l.auth_code);
+	char *u = current_user(m, "app_plain", "pw_plain");
+	is_str(u, "app_plain", "plain: plain-password entry logs in");
+	free(u);
+	u = current_user(m, "app_md5", "pw_md5");
+	is_str(u, "app_md5", "plain: md5-hash entry logs in with its clear password");
+	free(u);
+	check_refusals(m, "plain", "app_plain");
+}
+
 int main(void)
 {
 	h_init("t_auth", 120);
@@ -142,18 +159,20 @@ int main(void)
 	struct h_moat *ms = start_moat(pg, "scram-sha-256", userlist);
 	struct h_moat *mm = start_moat(pg, "md5", userlist);
 	struct h_moat *mt = start_moat(pg, "trust", userlist);
+	struct h_moat *mp = start_moat(pg, "plain", userlist);
 
-	tap_plan(23);
+	tap_plan(29);
 	test_scram(ms);
 	test_md5(mm);
 	test_trust(mt);
+	test_plain(mp);
 
 	/* Secrets never reach the logs. */
 	const char *secrets[] = {"pw_plain",   "pw_scram", "pw_md5",
 	                         "nope-wrong", md5 + 3,    strrchr(verifier, ':') + 1};
-	struct h_moat *all[] = {ms, mm, mt};
+	struct h_moat *all[] = {ms, mm, mt, mp};
 	bool clean = true;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		all[i]->log_mark = 0;
 		for (size_t s = 0; s < sizeof secrets / sizeof secrets[0]; s++) {
 			if (h_moat_log_has(all[i], secrets[s])) {
@@ -163,7 +182,8 @@ int main(void)
 		}
 	}
 	ok(clean, "no password, hash or SCRAM key appears in any pgmoat log");
-	ok(h_moat_alive(ms) && h_moat_alive(mm) && h_moat_alive(mt), "all three still running");
+	ok(h_moat_alive(ms) && h_moat_alive(mm) && h_moat_alive(mt) && h_moat_alive(mp),
+	   "all four still running");
 	free(userlist);
 	free(verifier);
 	free(md5);
