@@ -145,8 +145,9 @@ static void *fake_server(void *arg)
 					off += strlen(name) + 1;
 					const char *value = pkt + off;
 					off += strlen(value) + 1;
-					if (strcmp(name, "database") == 0)
-						snprintf(script, sizeof(script), "%s", value);
+					size_t vlen = strlen(value);
+					if (strcmp(name, "database") == 0 && vlen < sizeof(script))
+						memcpy(script, value, vlen + 1);
 				}
 				play(fd, script);
 			}
