@@ -54,6 +54,29 @@ void buf_release(struct buf *b, struct buf_cache *c, bool force)
 	b->sent = b->parsed = b->recvd = 0;
 }
 
+bool buf_grow(struct buf *b, struct buf_cache *c, uint32_t size)
+{
+	if (b->data && b->cap >= size)
+		return true;
+	uint8_t *d = malloc(size);
+	if (!d)
+		return false;
+	uint32_t n = 0, parsed = 0;
+	if (b->data) {
+		n = b->recvd - b->sent;
+		parsed = b->parsed - b->sent;
+		memcpy(d, b->data + b->sent, n);
+		buf_release(b, c, true);
+	}
+	b->data = d;
+	b->cap = size;
+	b->sent = 0;
+	b->parsed = parsed;
+	b->recvd = n;
+	c->in_use++;
+	return true;
+}
+
 void buf_compact(struct buf *b)
 {
 	if (b->sent == 0)

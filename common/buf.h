@@ -70,6 +70,11 @@ static inline bool buf_empty(const struct buf *b)
 	return b->recvd == b->sent;
 }
 
+/* Give `b` storage of at least `size` bytes (a message that must be read
+ * whole and is larger than the cache's buffers), keeping its unsent bytes.
+ * The larger storage is freed, not cached, when released. */
+bool buf_grow(struct buf *b, struct buf_cache *c, uint32_t size)
+        __attribute__((warn_unused_result));
 /* Move [sent, recvd) to offset 0. */
 void buf_compact(struct buf *b);
 /* Reset offsets to 0 when everything has been sent. */

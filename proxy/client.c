@@ -287,12 +287,14 @@ static void startup_step(struct client *c)
 			return;
 		}
 		if (buf_unparsed(b) < len) {
-			if (len > b->cap - b->parsed)
-				buf_compact(b);
-			if (len > b->cap) {
-				client_fatal(c, "08P01", "startup packet larger than the buffer");
+			/* PostgreSQL takes startup packets up to STARTUP_MAX_LEN,
+			 * whatever pkt_buf is. */
+			if (len > b->cap && !buf_grow(b, &c->w->bufs, STARTUP_MAX_LEN)) {
+				client_fatal(c, "53200", "out of memory");
 				return;
 			}
+			if (len > b->cap - b->parsed)
+				buf_compact(b);
 			return;
 		}
 		const uint8_t *body = b->data + b->parsed + 4;

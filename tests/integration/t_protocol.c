@@ -59,6 +59,19 @@ static void test_bad_startups(void)
 	ok(strcmp(st, "08P01") == 0 && closed,
 	   "startup packet of 100000 bytes: 08P01 (%s) and close", st);
 
+	/* Larger than pkt_buf (4096) but within PostgreSQL's 10000: served. */
+	static char filler[6000];
+	memset(filler, 'f', sizeof filler - 1);
+	const char *params[] = {"user", "app", "database", "app", "filler", filler, NULL};
+	int lfd = wire_connect(moat->port);
+	struct wire_login big_login;
+	memset(&big_login, 0, sizeof big_login);
+	bool big_in = lfd >= 0 && wire_send_startup(lfd, WIRE_PROTO_3_0, params) &&
+	        wire_finish_login(lfd, "app", "app", &big_login) && big_login.ok;
+	ok(big_in, "startup packet of 6 kB (over pkt_buf): logged in (%s)", big_login.message);
+	if (lfd >= 0)
+		close(lfd);
+
 	const char http[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
 	refused(http, sizeof http - 1, st, &closed);
 	ok(strcmp(st, "08P01") == 0 && closed, "HTTP garbage: 08P01 (%s) and close", st);
@@ -309,12 +322,13 @@ int main(void)
 	                  "workers = 2\n"
 	                  "pool_mode = session\n"
 	                  "client_login_timeout = 2\n"
+	                  "ignore_startup_parameters = filler\n"
 	                  "query_wait_timeout = 30\n";
 	if (!h_moat_write_userlist(moat, "\"app\" \"app\"\n") || !h_moat_write_ini(moat, ini) ||
 	    !h_moat_start(moat, NULL))
 		h_bail("pgmoat did not start");
 
-	tap_plan(30);
+	tap_plan(31);
 	test_bad_startups();
 	test_requests();
 	test_keys_and_cancel();
