@@ -40,7 +40,7 @@ static int run_pgmoat(const char *a1, const char *a2, char **out)
 int main(void)
 {
 	h_init("t_daemon", 120);
-	tap_plan(13);
+	tap_plan(14);
 	struct h_pg *pg = h_pg_start(NULL);
 	h_pg_create_app(pg, "app", "app", "app");
 	struct h_moat *m = h_moat_new(pg);
@@ -70,6 +70,22 @@ int main(void)
 	is_int(rc, 1, "a second pgmoat -d with the same pid file fails");
 	ok(out && strstr(out, "already running"), "and says pgmoat is already running");
 	free(out);
+
+	/* Another pgmoat on the same port (no pid file to stop it): listening
+	 * sockets use SO_REUSEPORT, which must not let it share the port. */
+	struct h_moat *twin = h_moat_new(pg);
+	char *twin_ini = h_strdupf("[databases]\napp = host=127.0.0.1 port=@PGPORT@\n[pgmoat]\n"
+	                           "listen_addr = 127.0.0.1\nlisten_port = %d\nauth_type = trust\n"
+	                           "unix_socket_dir =\n",
+	                           m->port);
+	if (!h_moat_write_ini(twin, twin_ini))
+		h_bail("cannot write the configuration");
+	out = NULL;
+	rc = run_pgmoat(twin->ini, NULL, &out);
+	ok(rc == 1 && out && strstr(out, "Address already in use"),
+	   "a second pgmoat on the daemon's port refuses to start (exit %d)", rc);
+	free(out);
+	free(twin_ini);
 
 	char *log = h_read_file(logfile, NULL);
 	ok(log && strstr(log, "started"), "the daemon logs to logfile");
