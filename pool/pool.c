@@ -461,13 +461,3 @@ bool pool_reserve_slot(struct pool *p)
 	pthread_mutex_unlock(&p->lock);
 	return ok;
 }
-
-int pool_idle_count(struct pool *p)
-{
-	pthread_mutex_lock(&p->lock);
-	int n = 0;
-	for (int i = 0; i < R.n_workers; i++)
-		n += p->local[i].n_idle;
-	pthread_mutex_unlock(&p->lock);
-	return n;
-}

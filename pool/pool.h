@@ -162,6 +162,5 @@ void pool_target_copy(struct pool *p, struct pool_target *out, uint32_t *gen);
 void pool_target_free(struct pool_target *t);
 /* Reserve a slot for a server opened to keep min_pool_size; false if full. */
 bool pool_reserve_slot(struct pool *p);
-int pool_idle_count(struct pool *p);
 
 #endif

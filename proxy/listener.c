@@ -180,7 +180,6 @@ void listener_start(struct worker *w)
 		w->unix_io.data = w;
 		ev_io_start(w->loop, &w->unix_io);
 	}
-	w->listening = true;
 }
 
 void listener_stop(struct worker *w)
@@ -189,7 +188,6 @@ void listener_stop(struct worker *w)
 		ev_io_stop(w->loop, &w->listen_io[i]);
 	if (w->rt->unix_fd >= 0)
 		ev_io_stop(w->loop, &w->unix_io);
-	w->listening = false;
 }
 
 void listener_close(struct worker *w)

@@ -251,8 +251,6 @@ int main(int argc, char **argv)
 		process_ready(false);
 		return 1;
 	}
-	if (ctl.quiet)
-		log_set_stderr(true); /* warnings and errors still reach stderr */
 	if (!process_write_pidfile(cfg->pidfile)) {
 		process_ready(false);
 		return 1;

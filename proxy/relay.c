@@ -56,7 +56,8 @@ void conn_close(struct ev_loop *loop, struct conn *c, struct buf_cache *bufs)
 	pkt_free(&c->out);
 }
 
-void conn_prepare_read(struct conn *c)
+/* Make room in c->in before a read: compact when worthwhile. */
+static void conn_prepare_read(struct conn *c)
 {
 	struct buf *b = &c->in;
 	buf_reset_if_drained(b);

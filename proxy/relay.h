@@ -69,7 +69,4 @@ enum io_result conn_write_pkt(struct conn *c);
 /* Write [sent, parsed) of `b` (the peer's input) to c. */
 enum io_result conn_write_buf(struct conn *c, struct buf *b, uint64_t *counter);
 
-/* Make room in c->in before a read: compact when worthwhile. */
-void conn_prepare_read(struct conn *c);
-
 #endif

@@ -59,7 +59,6 @@ struct worker {
 	ev_io listen_io[MAX_LISTENERS];
 	int n_listen;
 	ev_io unix_io;
-	bool listening;
 
 	ev_timer sweep;
 	ev_check reaper; /* frees connections closed inside callbacks */
