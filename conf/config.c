@@ -314,14 +314,6 @@ static const char *where(const struct loader *ld, const char *name)
 	return w ? w : ld->c->path;
 }
 
-static void refuse_pool_mode(struct loader *ld, const char *at, const char *what, int mode)
-{
-	strlist_addf(ld->warnings,
-	             "%s: %spool_mode %s is not supported yet: clients get session pooling (each "
-	             "keeps its server until it disconnects)",
-	             at, what, pool_mode_name((enum pool_mode)mode));
-}
-
 static void validate(struct loader *ld)
 {
 	const struct config *c = ld->c;
@@ -338,25 +330,8 @@ static void validate(struct loader *ld)
 		        ld->errors,
 		        "%s: listen_addr and unix_socket_dir are both empty: nothing to listen on",
 		        where(ld, "listen_addr"));
-	/* Transaction and statement pooling are not written yet: they run as
-	 * session pooling, and the operator is told so. */
-	if (c->pool_mode != POOL_SESSION)
-		refuse_pool_mode(ld, where(ld, "pool_mode"), "", c->pool_mode);
-	for (size_t i = 0; i < c->n_users; i++) {
-		if (c->users[i].pool_mode >= 0 && c->users[i].pool_mode != POOL_SESSION) {
-			char at[600], what[200];
-			snprintf(at, sizeof(at), "%s:%d", c->path, c->users[i].line);
-			snprintf(what, sizeof(what), "user '%s': ", c->users[i].name);
-			refuse_pool_mode(ld, at, what, c->users[i].pool_mode);
-		}
-	}
 	for (size_t i = 0; i < c->n_dbs; i++) {
 		const struct db_entry *db = &c->dbs[i];
-		if (db->pool_mode >= 0 && db->pool_mode != POOL_SESSION) {
-			char what[200];
-			snprintf(what, sizeof(what), "database '%s': ", db->name);
-			refuse_pool_mode(ld, ld->db_where.items[i], what, db->pool_mode);
-		}
 		int min = db_min_pool_size(c, db), size = db_pool_size(c, db);
 		if (min > size && (db->min_pool_size >= 0 || db->pool_size >= 0))
 			strlist_addf(ld->errors,

@@ -31,8 +31,17 @@
 	X(AUTH_SCRAM, "scram-sha-256")                                                             \
 	X(AUTH_PLAIN, "plain")
 
+/* What transaction pooling does with SQL that leaves session state it
+ * cannot carry to the client's next server (LISTEN, session advisory locks,
+ * WITH HOLD cursors, temporary tables, SQL-level PREPARE). */
+#define GUARD_MODE_LIST(X)                                                                         \
+	X(GUARD_ERROR, "error")                                                                    \
+	X(GUARD_WARN, "warn")                                                                      \
+	X(GUARD_OFF, "off")
+
 #define X_ENUM(id, name) id,
 enum pool_mode { POOL_MODE_LIST(X_ENUM) POOL_MODE_COUNT };
+enum guard_mode { GUARD_MODE_LIST(X_ENUM) GUARD_MODE_COUNT };
 enum auth_type { AUTH_TYPE_LIST(X_ENUM) AUTH_TYPE_COUNT };
 #undef X_ENUM
 
@@ -105,6 +114,14 @@ struct config {
 	double server_login_retry; /* seconds */
 	double client_login_timeout; /* seconds; 0 disables */
 	double query_wait_timeout; /* seconds; 0 disables */
+	double query_timeout; /* seconds; 0 disables */
+	double idle_transaction_timeout; /* seconds; 0 disables */
+	double client_idle_timeout; /* seconds; 0 disables */
+	double server_check_delay; /* seconds; 0: check every time */
+	char *server_check_query; /* "" disables */
+	int max_prepared_statements; /* per server connection; 0 disables */
+	struct strlist track_extra_parameters;
+	int transaction_mode_guard; /* enum guard_mode */
 	double shutdown_timeout; /* seconds; 0: wait forever */
 	int pkt_buf; /* bytes */
 	int max_packet_size; /* bytes */

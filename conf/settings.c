@@ -30,6 +30,7 @@
 #define X_NAME(id, name) name,
 static const char *const pool_mode_names[] = {POOL_MODE_LIST(X_NAME) NULL};
 static const char *const auth_type_names[] = {AUTH_TYPE_LIST(X_NAME) NULL};
+static const char *const guard_mode_names[] = {GUARD_MODE_LIST(X_NAME) NULL};
 #undef X_NAME
 
 const char *pool_mode_name(enum pool_mode m)
@@ -153,8 +154,8 @@ static const struct setting settings[] = {
 		"CPU core."),
 	S_ENUM(pool_mode, "session", pool_mode_names,
 		"When a server connection returns to the pool: when the client disconnects "
-		"(session). transaction and statement are accepted for pgbouncer.ini files but "
-		"not supported yet: they run as session pooling, with a warning."),
+		"(session), when a transaction ends (transaction), or after every statement, "
+		"transactions refused (statement). See doc/pooling.md."),
 	S_INT(default_pool_size, "20", RELOAD, 1, MAX_POOL,
 		"Server connections per (database, user) pool, unless the database sets "
 		"`pool_size`."),
@@ -212,6 +213,32 @@ static const struct setting settings[] = {
 	S_TIME(query_wait_timeout, "120", 0,
 		"Disconnect a client that has waited this long for a server connection; "
 		"0: never."),
+	S_TIME(query_timeout, "0", 0,
+		"Cancel a query that has run this long, and disconnect its client with 57014; "
+		"0: never."),
+	S_TIME(idle_transaction_timeout, "0", 0,
+		"Disconnect a client that has been idle inside a transaction this long (its "
+		"transaction is rolled back); 0: never."),
+	S_TIME(client_idle_timeout, "0", 0,
+		"Disconnect a client that has sent nothing for this long while outside a "
+		"transaction; 0: never."),
+	S_TIME(server_check_delay, "30", 0,
+		"Run `server_check_query` on a server that has been idle this long before "
+		"giving it to a client; 0: before every use."),
+	S_STR(server_check_query, SETTING_STRING, "select 1", RELOAD, NULL,
+		"Query that checks an idle server is alive before reuse; empty: no check."),
+	S_INT(max_prepared_statements, "200", RELOAD, 0, 100000,
+		"Protocol-level named prepared statements kept per server connection in "
+		"transaction and statement mode (least recently used are closed); 0: named "
+		"statements are passed through unchanged."),
+	S_LIST(track_extra_parameters, "", RELOAD, NULL,
+		"Startup parameters besides the built-in ones that clients may send and that "
+		"are applied on every server the client gets."),
+	S_ENUM(transaction_mode_guard, "error", guard_mode_names,
+		"In transaction and statement mode, what happens to SQL whose session state "
+		"cannot follow the client to another server (LISTEN, session advisory locks, "
+		"WITH HOLD cursors, temporary tables, PREPARE): error refuses it, warn runs it "
+		"and logs a warning, off runs it silently."),
 	S_TIME(shutdown_timeout, "30", 0,
 		"On SIGTERM, wait this long for clients to finish before closing them; 0: wait "
 		"forever."),
@@ -234,17 +261,17 @@ static const struct setting settings[] = {
 static const char *const unsupported_settings[] = {
 	"application_name_add_host", "auth_dbname", "auth_hba_file", "auth_ident_file",
 	"auth_query", "auth_user", "autodb_idle_timeout", "cancel_wait_timeout",
-	"client_idle_timeout", "client_tls_ca_file", "client_tls_cert_file",
+	"client_tls_ca_file", "client_tls_cert_file",
 	"client_tls_ciphers", "client_tls_dheparams", "client_tls_ecdhcurve",
 	"client_tls_key_file", "client_tls_protocols", "client_tls_sslmode", "disable_pqexec",
-	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "idle_transaction_timeout",
+	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period",
 	"job_name", "log_connections", "log_disconnections", "log_pooler_errors", "log_stats",
-	"max_prepared_statements", "peer_id", "query_timeout", "resolv_conf", "sbuf_loopcnt",
-	"server_check_delay", "server_check_query", "server_fast_close", "server_round_robin",
+	"peer_id", "resolv_conf", "sbuf_loopcnt",
+	"server_fast_close", "server_round_robin",
 	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
 	"server_tls_key_file", "server_tls_protocols", "server_tls_sslmode", "so_reuseport",
 	"stats_period", "suspend_timeout", "tcp_defer_accept", "tcp_keepcnt", "tcp_keepidle",
-	"tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout", "track_extra_parameters",
+	"tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
 	"unix_socket_group", "user", NULL,
 };
 /* clang-format on */

@@ -59,6 +59,7 @@ void pool_registry_destroy(void)
 		free(p->local);
 		free(p->name);
 		free(p->user);
+		free(p->welcome);
 		free(p);
 		p = next;
 	}
@@ -406,13 +407,36 @@ int pool_server_closed(struct pool *p, struct pool_member *m)
 	return k;
 }
 
-void pool_connected(struct pool *p)
+void pool_connected(struct pool *p, uint32_t gen, const void *welcome, size_t len)
 {
+	void *copy = xmalloc(len ? len : 1);
+	memcpy(copy, welcome, len);
 	pthread_mutex_lock(&p->lock);
 	p->n_connecting--;
 	p->retry_at_usec = 0;
 	p->last_error[0] = '\0';
+	if (gen == p->target_gen) {
+		void *old = p->welcome;
+		p->welcome = copy;
+		p->welcome_len = len;
+		p->welcome_gen = gen;
+		copy = old;
+	}
 	pthread_mutex_unlock(&p->lock);
+	free(copy);
+}
+
+void *pool_welcome(struct pool *p, size_t *len)
+{
+	void *copy = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->welcome && p->welcome_gen == p->target_gen) {
+		copy = xmalloc(p->welcome_len ? p->welcome_len : 1);
+		memcpy(copy, p->welcome, p->welcome_len);
+		*len = p->welcome_len;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return copy;
 }
 
 int pool_connect_failed(struct pool *p, const char *sqlstate, const char *message, uint64_t now,

@@ -96,6 +96,13 @@ struct pool {
 	uint8_t scram_client_key[32];
 	uint8_t scram_server_key[32];
 
+	/* What a server of the current target reported at login (an opaque
+	 * blob built by proxy/): clients are welcomed with it without waiting
+	 * for a server. */
+	void *welcome;
+	size_t welcome_len;
+	uint32_t welcome_gen;
+
 	/* The last failed server login, for clients that wait on this pool. */
 	char last_error[256];
 	char last_sqlstate[6];
@@ -141,8 +148,11 @@ struct pool_give {
 	uint64_t client_id; /* REMOTE */
 };
 
-/* A new server finished logging in (call before offering it). */
-void pool_connected(struct pool *p);
+/* A new server of target generation `gen` finished logging in (call before
+ * offering it); `welcome` is kept for pool_welcome(). */
+void pool_connected(struct pool *p, uint32_t gen, const void *welcome, size_t len);
+/* A copy (malloc'ed) of the latest welcome of the current target, or NULL. */
+void *pool_welcome(struct pool *p, size_t *len);
 /* A server on `worker` is free (new, or released and reset). */
 struct pool_give pool_give(struct pool *p, int worker, struct pool_member *m, uint64_t now);
 /* Take one idle server off `worker` for another worker's waiter (STEAL). */

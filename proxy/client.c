@@ -17,10 +17,12 @@
 #include "proxy/cancel.h"
 #include "proxy/client_auth.h"
 #include "proxy/server.h"
+#include "proxy/session.h"
+#include "proxy/txn.h"
 #include "proxy/worker.h"
 
-/* Startup parameters a client may set; they are applied on whichever server
- * it gets (SET), and reported back as the server reports them. */
+/* Startup parameters a client may set besides track_extra_parameters; they
+ * are applied on whichever server it gets (proxy/session.h). */
 static const char *const tracked_params[] = {
         "client_encoding",
         "DateStyle",
@@ -32,18 +34,14 @@ static const char *const tracked_params[] = {
         "search_path",
 };
 
-/* Of the tracked ones, those PostgreSQL does not report with
- * ParameterStatus: remembered as pgmoat set them. */
-static bool reported_param(const char *name)
-{
-	return strcasecmp(name, "extra_float_digits") != 0 && strcasecmp(name, "search_path") != 0;
-}
-
-static const char *tracked_name(const char *name)
+static const char *tracked_name(const struct config *cfg, const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(tracked_params); i++)
 		if (strcasecmp(tracked_params[i], name) == 0)
 			return tracked_params[i];
+	for (size_t i = 0; i < cfg->track_extra_parameters.n; i++)
+		if (strcasecmp(cfg->track_extra_parameters.items[i], name) == 0)
+			return cfg->track_extra_parameters.items[i];
 	return NULL;
 }
 
@@ -77,13 +75,14 @@ static bool transition_ok(enum client_state from, enum client_state to)
 		return from != CL_CLOSING;
 	switch (from) {
 	case CL_STARTUP:
-		return to == CL_AUTH || to == CL_WAITING;
 	case CL_AUTH:
+		return to == CL_AUTH || to == CL_IDLE || to == CL_WAITING;
+	case CL_IDLE:
 		return to == CL_WAITING;
 	case CL_WAITING:
-		return to == CL_ACTIVE;
+		return to == CL_ACTIVE || to == CL_IDLE;
 	case CL_ACTIVE:
-		return to == CL_WAITING;
+		return to == CL_WAITING || to == CL_IDLE;
 	default:
 		return false;
 	}
@@ -106,6 +105,7 @@ void client_set_state(struct client *c, enum client_state state)
 
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void client_begin(struct client *c);
 
 static void format_addr(char *out, size_t n, const struct sockaddr *sa, bool is_unix)
 {
@@ -140,7 +140,7 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_
 	c->is_unix = is_unix;
 	format_addr(c->addr, sizeof(c->addr), sa, is_unix);
 	c->state = CL_STARTUP;
-	c->created_usec = c->state_since_usec = now_usec();
+	c->created_usec = c->state_since_usec = c->last_recv_usec = now_usec();
 	list_init(&c->node);
 	list_init(&c->waiter.node);
 	list_append(&w->clients[CL_STARTUP], &c->node);
@@ -219,7 +219,7 @@ static bool accept_params(struct client *c, const struct startup *st)
 	const struct config *cfg = c->w->snap->cfg;
 	for (size_t i = 0; i < st->params.n; i++) {
 		const char *name = st->params.v[i].name;
-		const char *canon = tracked_name(name);
+		const char *canon = tracked_name(cfg, name);
 		if (canon) {
 			params_set(&c->params, canon, st->params.v[i].value);
 		} else if (!strlist_contains_ci(&cfg->ignore_startup_parameters, name)) {
@@ -306,16 +306,27 @@ static void startup_step(struct client *c)
 
 /* --- server acquisition --- */
 
+/* ParameterStatus for every parameter a server reports (`reported`), the
+ * client's own value where it set one, then its cancel key and
+ * ReadyForQuery. */
+static void client_welcome(struct client *c, const struct params *reported)
+{
+	for (size_t i = 0; i < reported->n; i++) {
+		const char *mine = params_get(&c->params, reported->v[i].name);
+		proto_param_status(&c->conn.out, reported->v[i].name,
+		                   mine ? mine : reported->v[i].value);
+	}
+	proto_backend_key(&c->conn.out, c->cancel_pid, c->cancel_key);
+	proto_ready(&c->conn.out, 'I');
+	c->welcomed = true;
+}
+
 static void link_ready(struct client *c, struct server *s)
 {
 	server_set_state(s, SV_ACTIVE);
 	client_set_state(c, CL_ACTIVE);
 	if (!c->welcomed) {
-		for (size_t i = 0; i < s->params.n; i++)
-			proto_param_status(&c->conn.out, s->params.v[i].name, s->params.v[i].value);
-		proto_backend_key(&c->conn.out, c->cancel_pid, c->cancel_key);
-		proto_ready(&c->conn.out, 'I');
-		c->welcomed = true;
+		client_welcome(c, &s->params);
 		log_client(c, LL_INFO, "login: server S-%llu (backend pid %u)",
 		           (unsigned long long)s->id, s->backend_pid);
 	}
@@ -325,11 +336,19 @@ static void link_ready(struct client *c, struct server *s)
 	conn_want_read(c->w->loop, &c->conn, true);
 	if (buf_unparsed(&c->conn.in) > 0)
 		client_pump(c);
+	else if (c->pool->mode != POOL_SESSION)
+		client_server_idle(c); /* nothing to run: the first client of a pool */
 }
 
 static void setup_done(struct server *s, bool ok, const struct pg_error *err)
 {
 	struct client *c = s->client;
+	if (!ok && c && strcmp(err->severity, "FATAL") == 0) {
+		/* The server died while idle in the pool: not the client's fault. */
+		server_close(s, "server connection lost before use");
+		client_retry(c);
+		return;
+	}
 	if (!ok) {
 		/* A client asking for an invalid setting gets the server's error. */
 		if (c)
@@ -344,42 +363,50 @@ static void setup_done(struct server *s, bool ok, const struct pg_error *err)
 		server_release(s);
 		return;
 	}
-	for (size_t i = 0; c && i < c->params.n; i++)
-		if (!reported_param(c->params.v[i].name))
-			params_set(&s->params, c->params.v[i].name, c->params.v[i].value);
-	if (c)
-		link_ready(c, s);
+	params_copy(&s->session, &c->params);
+	link_ready(c, s);
 }
 
 void client_got_server(struct client *c, struct server *s)
 {
+	const struct config *cfg = c->w->snap->cfg;
 	c->server = s;
 	s->client = c;
 	s->pending_ready = 0;
 	s->unsynced = false;
-	char sql[4096] = "";
-	size_t used = 0;
-	for (size_t i = 0; i < c->params.n; i++) {
-		const char *name = c->params.v[i].name;
-		const char *want = c->params.v[i].value;
-		const char *have = params_get(&s->params, name);
-		if (have && strcmp(have, want) == 0)
-			continue;
-		char stmt[1024];
-		snprintf(stmt, sizeof(stmt), "SET %s TO ", name);
-		if (!proto_quote_literal(stmt, sizeof(stmt) - 1, want) ||
-		    used + strlen(stmt) + 2 >= sizeof(sql)) {
-			client_fatal(c, "22023", "startup parameter %s is too long", name);
-			return;
-		}
-		strcat(stmt, ";");
-		strcat(sql, stmt);
-		used += strlen(stmt);
+	s->session_dirty = false;
+	s->mode = c->pool->mode;
+	s->copy_in = false;
+	ps_server_set_capacity(&s->ps, (uint32_t)MAX(1, cfg->max_prepared_statements));
+	struct pkt sql;
+	pkt_init(&sql);
+	/* A server idle for long is checked first; a dead one is replaced. */
+	bool check = cfg->server_check_query[0] && s->state == SV_IDLE &&
+	        usec_since(now_usec(), s->state_since_usec) >= cfg->server_check_delay * 1e6;
+	if (check) {
+		pkt_put_bytes(&sql, cfg->server_check_query, strlen(cfg->server_check_query));
+		pkt_put_bytes(&sql, ";", 1);
 	}
-	if (used > 0)
-		server_query(s, sql, SV_SETUP, setup_done);
+	if (!session_apply_sql(&c->params, &s->session, &s->params, &sql) && check)
+		pkt_put_u8(&sql, 0);
+	if (sql.failed) {
+		pkt_free(&sql);
+		client_fatal(c, "53200", "out of memory");
+		return;
+	}
+	if (sql.len > 0)
+		server_query(s, (const char *)sql.data, SV_SETUP, setup_done);
 	else
 		link_ready(c, s);
+	pkt_free(&sql);
+}
+
+void client_retry(struct client *c)
+{
+	c->server = NULL;
+	if (c->state != CL_WAITING || c->closing_after_flush)
+		return;
+	client_acquire(c, false);
 }
 
 void client_acquire(struct client *c, bool allow_reserve)
@@ -435,38 +462,68 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
 	}
 	cancel_register(c->w, c);
 	c->waiter.client_id = c->id;
-	client_set_state(c, CL_WAITING);
-	log_client(c, LL_DEBUG, "authenticated");
-	if (!client_flush(c))
+	size_t len = 0;
+	char *welcome = pool_welcome(c->pool, &len);
+	if (!welcome) {
+		/* The pool's first client: welcomed with its server's parameters. */
+		client_set_state(c, CL_WAITING);
+		log_client(c, LL_DEBUG, "authenticated");
+		if (client_flush(c))
+			client_acquire(c, false);
 		return;
+	}
+	struct params reported;
+	params_init(&reported);
+	for (size_t at = 0; at < len;) {
+		const char *name = welcome + at;
+		const char *value = name + strlen(name) + 1;
+		params_set(&reported, name, value);
+		at = (size_t)(value + strlen(value) + 1 - welcome);
+	}
+	free(welcome);
+	client_welcome(c, &reported);
+	params_free(&reported);
+	client_set_state(c, CL_IDLE);
+	log_client(c, LL_INFO, "login");
+	if (client_flush(c) && buf_unparsed(&c->conn.in) > 0)
+		client_begin(c);
+}
+
+/* An idle client sent something: it needs a server. */
+static void client_begin(struct client *c)
+{
+	const struct buf *b = &c->conn.in;
+	if (c->conn.frame.remaining == 0 && buf_unparsed(b) > 0 && b->data[b->parsed] == 'X') {
+		client_close(c, "client disconnected");
+		return;
+	}
+	client_set_state(c, CL_WAITING);
 	client_acquire(c, false);
 }
 
 /* --- relay client -> server --- */
 
-void client_pump(struct client *c)
+/* Session pooling: only the header of each message is looked at; false if
+ * the client was closed, *terminate at its Terminate. */
+static bool session_messages(struct client *c, struct server *s, bool *terminate)
 {
-	struct server *s = c->server;
 	struct buf *b = &c->conn.in;
 	uint32_t max = (uint32_t)c->w->snap->cfg->max_packet_size;
-	bool terminate = false;
 	for (;;) {
 		uint8_t type;
 		uint32_t len;
 		enum frame_status fs = frame_next(&c->conn.frame, b, max, &type, &len);
 		if (fs == FRAME_MORE)
-			break;
+			return true;
 		if (fs == FRAME_BAD) {
 			client_fatal(c, "08P01",
 			             "invalid message length %u from client (max_packet_size %u)",
 			             len, max);
-			return;
+			return false;
 		}
 		if (type == 'X') {
-			/* Not forwarded: the server stays for the next client.  What
-			 * came before it is flushed first. */
-			terminate = true;
-			break;
+			*terminate = true;
+			return true;
 		}
 		switch (type) {
 		case 'Q':
@@ -488,7 +545,31 @@ void client_pump(struct client *c)
 		}
 		frame_pass(&c->conn.frame, b, len);
 	}
-	enum io_result r = conn_write_buf(&s->conn, b, &c->w->stats.bytes_in);
+}
+
+void client_pump(struct client *c)
+{
+	struct server *s = c->server;
+	struct buf *b = &c->conn.in;
+	/* Terminate is not forwarded: the server stays for the next client.
+	 * What came before it is flushed first. */
+	bool terminate = false;
+	if (s->mode == POOL_SESSION) {
+		if (!session_messages(c, s, &terminate))
+			return;
+	} else {
+		enum txn_c2s t = txn_client_messages(c, s);
+		if (t == TXN_C2S_CLOSED)
+			return;
+		terminate = t == TXN_C2S_TERMINATE;
+		/* Replies pgmoat gave itself. */
+		if (pkt_unsent(&c->conn.out) > 0 && !client_flush(c))
+			return;
+	}
+	/* pgmoat's own messages in the stream go first, then the client's. */
+	enum io_result r = conn_write_pkt(&s->conn);
+	if (r == IO_DONE)
+		r = conn_write_buf(&s->conn, b, &c->w->stats.bytes_in);
 	if (r == IO_AGAIN) {
 		/* The server is slow: stop reading the client until it drains. */
 		conn_want_read(c->w->loop, &c->conn, false);
@@ -519,10 +600,68 @@ void client_server_lost(struct client *c, const char *why)
 	client_fatal(c, "08006", "server connection lost: %s", why);
 }
 
+/* The transaction is over: the server goes back to the pool. */
+static void client_release(struct client *c)
+{
+	struct server *s = c->server;
+	c->server = NULL;
+	client_set_state(c, CL_IDLE);
+	server_release(s);
+	if (c->state == CL_IDLE && buf_unparsed(&c->conn.in) > 0)
+		client_begin(c);
+}
+
+static void capture_done(struct server *s, bool ok, const struct pg_error *err)
+{
+	struct client *c = s->client;
+	if (!ok) {
+		if (c)
+			log_client(c, LL_WARNING,
+			           "could not read the session's settings back (%s): they are not "
+			           "carried to the next transaction",
+			           err->message);
+		server_close(s, "reading session settings failed");
+		if (c && c->state == CL_ACTIVE) {
+			c->server = NULL;
+			client_set_state(c, CL_IDLE);
+			if (buf_unparsed(&c->conn.in) > 0)
+				client_begin(c);
+		}
+		return;
+	}
+	if (!c) {
+		server_release(s);
+		return;
+	}
+	params_copy(&c->params, &s->session);
+	client_release(c);
+}
+
 void client_server_idle(struct client *c)
 {
-	if (atomic_load(&c->w->rt->shutdown) == SHUTDOWN_GRACEFUL)
+	if (atomic_load(&c->w->rt->shutdown) == SHUTDOWN_GRACEFUL) {
 		client_fatal(c, "57P01", "pgmoat is shutting down");
+		return;
+	}
+	struct server *s = c->server;
+	if (c->pool->mode == POOL_SESSION || !s || s->state != SV_ACTIVE)
+		return;
+	/* Not while anything the client sent is unanswered or unsent. */
+	if (s->unsynced || !server_quiet(s) || c->conn.frame.remaining > 0 ||
+	    buf_unsent(&c->conn.in) > 0) {
+		log_client(c, LL_TRACE, "DBG not released: unsynced %d pending %d rem %u unsent %u",
+		           s->unsynced, s->pending_ready, c->conn.frame.remaining,
+		           buf_unsent(&c->conn.in));
+		return;
+	}
+	if (s->session_dirty) {
+		/* The transaction may have changed session settings: read them
+		 * back, to carry them to the client's next server. */
+		s->session_dirty = false;
+		server_query_rows(s, session_capture_sql, SV_SETUP, &s->session, capture_done);
+		return;
+	}
+	client_release(c);
 }
 
 /* --- callbacks --- */
@@ -534,10 +673,12 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 	(void)revents;
 	enum io_result r = conn_read(&c->conn, &c->w->bufs);
 	if (r == IO_AGAIN) {
-		if (buf_room(&c->conn.in) == 0 && c->state != CL_ACTIVE)
+		if (buf_room(&c->conn.in) == 0 &&
+		    (c->state != CL_ACTIVE || c->server->state != SV_ACTIVE))
 			conn_want_read(c->w->loop, &c->conn, false);
 		return;
 	}
+	c->last_recv_usec = now_usec();
 	if (r != IO_DONE) {
 		client_close(c,
 		             r == IO_EOF             ? "client closed the connection"
@@ -552,11 +693,16 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 	case CL_AUTH:
 		client_auth_step(c);
 		break;
+	case CL_IDLE:
+		client_begin(c);
+		break;
 	case CL_WAITING:
 		/* Kept until a server is there; a full buffer stops reading. */
 		break;
 	case CL_ACTIVE:
-		client_pump(c);
+		/* Not while pgmoat runs a query of its own on the server. */
+		if (c->server->state == SV_ACTIVE)
+			client_pump(c);
 		break;
 	default:
 		break;
@@ -585,6 +731,7 @@ void client_close(struct client *c, const char *why)
 	if (c->cancel_pid)
 		cancel_unregister(w, c);
 	client_auth_clear(c);
+	ps_client_clear(&c->ps, w->ps);
 	if (c->counted) {
 		atomic_fetch_sub(&w->rt->n_clients, 1);
 		c->counted = false;

@@ -1,9 +1,16 @@
 /* Client connections: applications connected to pgmoat.
  *
- *   startup -> auth -> waiting -> active -> closing
+ *   startup -> auth -> idle -> waiting -> active -> closing
+ *                       ^                    |
+ *                       +--------------------+  transaction/statement pooling
  *
- * In session pooling a client waits for a server right after logging in and
- * keeps it until it disconnects.
+ * A logged-in client without a server is idle; the first message it sends
+ * makes it wait for one (in the pool's FIFO), and with a server it is
+ * active.  In session pooling it keeps that server until it disconnects; in
+ * transaction pooling the server goes back to the pool at the end of each
+ * transaction, in statement pooling after each statement.  The first client
+ * of a pool waits for a server right at login: the server's parameters
+ * welcome it, and later clients are welcomed with the pool's copy.
  */
 #ifndef PGMOAT_PROXY_CLIENT_H
 #define PGMOAT_PROXY_CLIENT_H
@@ -15,12 +22,14 @@
 #include "auth/scram.h"
 #include "common/list.h"
 #include "pool/pool.h"
+#include "pool/prepared.h"
 #include "proxy/proto.h"
 #include "proxy/relay.h"
 
 #define CLIENT_STATE_LIST(X)                                                                       \
 	X(CL_STARTUP, "startup")                                                                   \
 	X(CL_AUTH, "auth")                                                                         \
+	X(CL_IDLE, "idle")                                                                         \
 	X(CL_WAITING, "waiting")                                                                   \
 	X(CL_ACTIVE, "active")                                                                     \
 	X(CL_CLOSING, "closing")
@@ -45,7 +54,11 @@ struct client {
 
 	char *user;
 	char *dbname;
-	struct params params; /* startup parameters to apply on the server */
+	/* Session state to apply on each server it gets: startup parameters,
+	 * then what it SET (proxy/session.h). */
+	struct params params;
+
+	struct ps_client ps; /* its named prepared statements (transaction pooling) */
 
 	struct pool *pool;
 	struct pool_waiter waiter;
@@ -57,6 +70,7 @@ struct client {
 
 	uint64_t created_usec;
 	uint64_t state_since_usec;
+	uint64_t last_recv_usec; /* client_idle_timeout */
 
 	/* auth */
 	enum client_auth_step auth_step;
@@ -91,8 +105,11 @@ void client_pump(struct client *c);
 /* Flush pgmoat's own messages and the server's relayed bytes to the client;
  * false if the client was closed. */
 bool client_flush(struct client *c);
-/* The linked server went idle (ReadyForQuery) — shutdown checks. */
+/* The linked server sent ReadyForQuery and everything it had was relayed:
+ * shutdown checks, and in transaction pooling the end of a transaction. */
 void client_server_idle(struct client *c);
+/* Its server was lost while being prepared for it: wait for another. */
+void client_retry(struct client *c);
 void client_free(struct client *c);
 /* Timeouts of worker `w`'s clients, and waiters looked at again. */
 void client_sweep(struct worker *w, uint64_t now);

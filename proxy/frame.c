@@ -38,6 +38,13 @@ void frame_pass(struct frame *f, struct buf *b, uint32_t len)
 	advance(f, b);
 }
 
+void frame_pass_rest(struct frame *f, struct buf *b, uint32_t n)
+{
+	assert(f->remaining == 0);
+	f->remaining = n;
+	advance(f, b);
+}
+
 void frame_skip(struct buf *b, uint32_t len)
 {
 	assert(b->sent == b->parsed && frame_whole(b, len));

@@ -43,6 +43,9 @@ static inline bool frame_fits(const struct buf *b, uint32_t len)
 {
 	return 1 + (uint64_t)len <= b->cap;
 }
+/* Pass the last `n` bytes of a message whose start was consumed otherwise
+ * (b->parsed is just after that part). */
+void frame_pass_rest(struct frame *f, struct buf *b, uint32_t n);
 /* Drop the whole message at b->parsed; only when nothing unsent is before it
  * (b->sent == b->parsed). */
 void frame_skip(struct buf *b, uint32_t len);

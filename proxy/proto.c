@@ -44,6 +44,13 @@ void params_set(struct params *p, const char *name, const char *value)
 	p->n++;
 }
 
+void params_copy(struct params *dst, const struct params *src)
+{
+	params_free(dst);
+	for (size_t i = 0; i < src->n; i++)
+		params_set(dst, src->v[i].name, src->v[i].value);
+}
+
 const char *params_get(const struct params *p, const char *name)
 {
 	for (size_t i = 0; i < p->n; i++)
@@ -309,31 +316,28 @@ void proto_terminate(struct pkt *p)
 	pkt_end(p);
 }
 
-bool proto_quote_literal(char *out, size_t n, const char *value)
+void proto_put_literal(struct pkt *p, const char *value)
 {
 	/* E'' with doubled backslashes reads the same whatever
 	 * standard_conforming_strings is. */
-	size_t o = strlen(out);
-	bool escape = strchr(value, '\\') != NULL;
-	if (escape) {
-		if (o + 1 >= n)
-			return false;
-		out[o++] = 'E';
-	}
-	if (o + 1 >= n)
-		return false;
-	out[o++] = '\'';
+	if (strchr(value, '\\'))
+		pkt_put_u8(p, 'E');
+	pkt_put_u8(p, '\'');
 	for (const char *c = value; *c; c++) {
-		bool dbl = *c == '\'' || *c == '\\';
-		if (o + (dbl ? 2 : 1) >= n)
-			return false;
-		if (dbl)
-			out[o++] = *c;
-		out[o++] = *c;
+		if (*c == '\'' || *c == '\\')
+			pkt_put_u8(p, (uint8_t)*c);
+		pkt_put_u8(p, (uint8_t)*c);
 	}
-	if (o + 2 > n)
-		return false;
-	out[o++] = '\'';
-	out[o] = '\0';
-	return true;
+	pkt_put_u8(p, '\'');
+}
+
+void proto_put_ident(struct pkt *p, const char *name)
+{
+	pkt_put_u8(p, '"');
+	for (const char *c = name; *c; c++) {
+		if (*c == '"')
+			pkt_put_u8(p, '"');
+		pkt_put_u8(p, (uint8_t)*c);
+	}
+	pkt_put_u8(p, '"');
 }

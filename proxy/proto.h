@@ -43,6 +43,8 @@ void params_init(struct params *p);
 void params_free(struct params *p);
 void params_set(struct params *p, const char *name, const char *value);
 const char *params_get(const struct params *p, const char *name);
+/* Replace `dst` with a copy of `src`. */
+void params_copy(struct params *dst, const struct params *src);
 
 enum startup_kind {
 	STARTUP_NORMAL,
@@ -95,8 +97,9 @@ void proto_password(struct pkt *p, const char *data, size_t len);
 void proto_sasl_initial(struct pkt *p, const char *mechanism, const char *data, size_t len);
 void proto_terminate(struct pkt *p);
 
-/* Append `value` as a single-quoted SQL literal to `out` (size `n`); false if
- * it does not fit. */
-bool proto_quote_literal(char *out, size_t n, const char *value);
+/* Append `value` to `p` as a SQL string literal, `name` as a quoted
+ * identifier (no terminating NUL; `p` used as a string builder). */
+void proto_put_literal(struct pkt *p, const char *value);
+void proto_put_ident(struct pkt *p, const char *name);
 
 #endif

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/client.h"
+#include "proxy/session.h"
 #include "proxy/worker.h"
 
 #define DEFAULT_SOCKET_DIR "/var/run/postgresql"
@@ -65,7 +66,7 @@ static bool transition_ok(enum server_state from, enum server_state to)
 	case SV_SETUP:
 		return to == SV_ACTIVE || to == SV_IDLE || to == SV_RESET;
 	case SV_ACTIVE:
-		return to == SV_RESET || to == SV_IDLE;
+		return to == SV_RESET || to == SV_IDLE || to == SV_SETUP;
 	case SV_RESET:
 		return to == SV_IDLE || to == SV_SETUP || to == SV_ACTIVE;
 	default:
@@ -91,6 +92,21 @@ void server_set_state(struct server *s, enum server_state state)
 static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 
+/* The connection broke outside the relay: a client that was waiting for it
+ * to be set up waits for another; a linked client is told. */
+static void server_lost(struct server *s, const char *why)
+{
+	struct client *c = s->client;
+	bool setup = s->state == SV_SETUP;
+	server_close(s, why);
+	if (!c)
+		return;
+	if (setup && c->state == CL_WAITING)
+		client_retry(c);
+	else
+		client_server_lost(c, why);
+}
+
 static bool server_flush_own(struct server *s)
 {
 	enum io_result r = conn_write_pkt(&s->conn);
@@ -100,7 +116,7 @@ static bool server_flush_own(struct server *s)
 		conn_want_write(s->w->loop, &s->conn, true);
 		return true;
 	}
-	server_close(s, r == IO_NOMEM ? "out of memory" : "write failed");
+	server_lost(s, r == IO_NOMEM ? "out of memory" : "write to server failed");
 	return false;
 }
 
@@ -198,6 +214,7 @@ void server_open(struct worker *w, struct pool *pool)
 	params_init(&s->params);
 	s->created_usec = s->state_since_usec = now_usec();
 	s->ready_status = 'I';
+	ps_server_init(&s->ps, (uint32_t)MAX(1, w->snap->cfg->max_prepared_statements));
 	pool_target_copy(pool, &s->target, &s->target_gen);
 	conn_init(&s->conn, -1, server_read_cb, server_write_cb);
 
@@ -392,7 +409,7 @@ static bool handle_auth_request(struct server *s, const uint8_t *body, uint32_t 
 	}
 }
 
-static void update_param(struct server *s, const uint8_t *body, uint32_t len)
+void server_update_param(struct server *s, const uint8_t *body, uint32_t len)
 {
 	struct msg_reader r;
 	reader_init(&r, body, len);
@@ -409,7 +426,15 @@ static void login_done(struct server *s)
 		s->scram_started = false;
 	}
 	log_server(s, LL_DEBUG, "logged in, backend pid %u", s->backend_pid);
-	pool_connected(s->pool);
+	/* What it reported welcomes later clients of the pool: name\0value\0... */
+	struct pkt welcome;
+	pkt_init(&welcome);
+	for (size_t i = 0; i < s->params.n; i++) {
+		pkt_put_str(&welcome, s->params.v[i].name);
+		pkt_put_str(&welcome, s->params.v[i].value);
+	}
+	pool_connected(s->pool, s->target_gen, welcome.data, welcome.failed ? 0 : welcome.len);
+	pkt_free(&welcome);
 	server_set_state(s, SV_IDLE);
 	server_offer(s);
 }
@@ -448,7 +473,7 @@ static bool login_step(struct server *s)
 			ok = handle_auth_request(s, body, blen);
 			break;
 		case 'S':
-			update_param(s, body, blen);
+			server_update_param(s, body, blen);
 			break;
 		case 'K': {
 			struct msg_reader r;
@@ -502,10 +527,46 @@ void server_query(struct server *s, const char *sql, enum server_state state, se
 	server_flush_own(s);
 }
 
+void server_query_rows(struct server *s, const char *sql, enum server_state state,
+                       struct params *rows, server_query_cb cb)
+{
+	params_free(rows);
+	server_query(s, sql, state, cb);
+	s->query_rows = rows;
+}
+
+bool server_quiet(const struct server *s)
+{
+	return s->mode == POOL_SESSION ? s->pending_ready == 0 : rq_empty(&s->rq);
+}
+
+/* A DataRow of two text columns. */
+static void query_row(struct server *s, const uint8_t *body, uint32_t len)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	if (!s->query_rows || reader_u16(&r) != 2)
+		return;
+	const uint8_t *col[2];
+	uint32_t n[2];
+	for (int i = 0; i < 2; i++) {
+		n[i] = reader_u32(&r);
+		col[i] = n[i] == UINT32_MAX ? NULL : reader_bytes(&r, n[i]);
+		if (!col[i] || memchr(col[i], 0, n[i]))
+			return; /* NULL or malformed: not a setting */
+	}
+	char *name = xstrndup((const char *)col[0], n[0]);
+	char *value = xstrndup((const char *)col[1], n[1]);
+	params_set(s->query_rows, name, value);
+	free(name);
+	free(value);
+}
+
 static void query_finish(struct server *s, bool ok)
 {
 	server_query_cb cb = s->query_cb;
 	s->query_cb = NULL;
+	s->query_rows = NULL;
 	if (cb)
 		cb(s, ok, &s->query_error);
 }
@@ -534,7 +595,7 @@ static bool query_step(struct server *s)
 		uint32_t blen = len - 4;
 		switch (type) {
 		case 'S':
-			update_param(s, body, blen);
+			server_update_param(s, body, blen);
 			break;
 		case 'E':
 			s->query_failed = true;
@@ -557,10 +618,12 @@ static bool query_step(struct server *s)
 			buf_reset_if_drained(b);
 			query_finish(s, !s->query_failed);
 			return false;
+		case 'D':
+			query_row(s, body, blen);
+			break;
 		case 'C':
 		case 'N':
 		case 'T':
-		case 'D':
 		case 'I':
 			break;
 		default:
@@ -593,7 +656,7 @@ static bool idle_step(struct server *s)
 		if (!frame_whole(b, len))
 			return true;
 		if (type == 'S') {
-			update_param(s, frame_body(b), len - 4);
+			server_update_param(s, frame_body(b), len - 4);
 		} else if (type == 'E') {
 			struct pg_error e;
 			bool ok = proto_parse_error(frame_body(b), len - 4, &e);
@@ -615,7 +678,7 @@ static bool idle_step(struct server *s)
 /* The linked server is gone or unusable: the client still gets the whole
  * messages that arrived before, then an error; a client cut off in the
  * middle of a message can only be closed. */
-static void fail_client(struct server *s, const char *sqlstate, const char *why)
+void server_end_client(struct server *s, const char *sqlstate, const char *msg, const char *why)
 {
 	struct client *c = s->client;
 	struct buf *b = &s->conn.in;
@@ -628,13 +691,22 @@ static void fail_client(struct server *s, const char *sqlstate, const char *why)
 	if (mid_message)
 		client_close(c, "server connection lost in the middle of a message");
 	else
-		client_fatal(c, sqlstate, "server connection lost: %s", why);
+		client_fatal(c, sqlstate, "%s", msg);
+}
+
+void server_fail_client(struct server *s, const char *sqlstate, const char *why)
+{
+	char msg[300];
+	snprintf(msg, sizeof(msg), "server connection lost: %s", why);
+	server_end_client(s, sqlstate, msg, why);
 }
 
 /* Parse what the server sent as far as possible; returns false if the server
  * or client was closed. */
 static bool parse_s2c(struct server *s)
 {
+	if (s->mode != POOL_SESSION)
+		return txn_server_messages(s);
 	struct buf *b = &s->conn.in;
 	for (;;) {
 		uint8_t type;
@@ -643,24 +715,38 @@ static bool parse_s2c(struct server *s)
 		if (fs == FRAME_MORE)
 			return true;
 		if (fs == FRAME_BAD) {
-			fail_client(s, "08P01", "server sent a message with an invalid length");
+			server_fail_client(s, "08P01",
+			                   "server sent a message with an invalid length");
 			return false;
 		}
 		if (type == 'Z' && len != 5) {
-			fail_client(s, "08P01", "server sent a malformed ReadyForQuery");
+			server_fail_client(s, "08P01", "server sent a malformed ReadyForQuery");
 			return false;
 		}
-		if (type == 'Z' || type == 'S') {
+		/* ReadyForQuery and ParameterStatus are looked at; in transaction
+		 * pooling CommandComplete too (its tag may say settings changed). */
+		if (type == 'Z' || type == 'S' || (type == 'C' && s->mode != POOL_SESSION)) {
 			if (!frame_whole(b, len)) {
 				if (frame_fits(b, len))
 					return true; /* wait for the rest */
-				/* A ParameterStatus too long to look at is passed on. */
+				/* Too long to look at: passed on. */
 			} else if (type == 'Z') {
 				s->ready_status = (char)frame_body(b)[0];
 				if (s->pending_ready > 0)
 					s->pending_ready--;
-			} else {
-				update_param(s, frame_body(b), len - 4);
+				if (s->mode == POOL_STATEMENT && s->ready_status != 'I') {
+					server_end_client(
+					        s, "0A000",
+					        "transaction blocks are not allowed in statement "
+					        "pooling mode",
+					        "client opened a transaction in statement pooling");
+					return false;
+				}
+			} else if (type == 'S') {
+				server_update_param(s, frame_body(b), len - 4);
+				s->session_dirty = true;
+			} else if (session_tag_changes((const char *)frame_body(b), len - 4)) {
+				s->session_dirty = true;
 			}
 		}
 		frame_pass(&s->conn.frame, b, len);
@@ -712,15 +798,12 @@ static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 			login_failed(s, "08006", msg);
 			return;
 		}
-		struct client *c = s->client;
-		if (c && s->state == SV_ACTIVE) {
+		if (s->client && s->state == SV_ACTIVE) {
 			if (parse_s2c(s))
-				fail_client(s, "08006", why);
+				server_fail_client(s, "08006", why);
 			return;
 		}
-		server_close(s, why);
-		if (c)
-			client_server_lost(c, why);
+		server_lost(s, why);
 		return;
 	}
 	switch (s->state) {
@@ -767,10 +850,7 @@ static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 	if (r == IO_AGAIN)
 		return;
 	if (r != IO_DONE) {
-		struct client *c = s->client;
-		server_close(s, "write failed");
-		if (c)
-			client_server_lost(c, "write to server failed");
+		server_lost(s, "write to server failed");
 		return;
 	}
 	if (s->state == SV_ACTIVE && s->client) {
@@ -814,6 +894,18 @@ void server_offer(struct server *s)
 	}
 }
 
+static void capture_done(struct server *s, bool ok, const struct pg_error *err)
+{
+	if (!ok) {
+		char why[300];
+		snprintf(why, sizeof(why), "reading session settings failed: %s", err->message);
+		server_close(s, why);
+		return;
+	}
+	server_offer(s);
+}
+
+/* Then the session state the reset left is read back. */
 static void reset_done(struct server *s, bool ok, const struct pg_error *err)
 {
 	if (!ok) {
@@ -822,7 +914,7 @@ static void reset_done(struct server *s, bool ok, const struct pg_error *err)
 		server_close(s, why);
 		return;
 	}
-	server_offer(s);
+	server_query_rows(s, session_capture_sql, SV_RESET, &s->session, capture_done);
 }
 
 void server_release(struct server *s)
@@ -838,7 +930,7 @@ void server_release(struct server *s)
 	/* After an error in an extended-protocol sequence the server ignores
 	 * everything up to a Sync, the reset query included: such a server,
 	 * like one inside a transaction or a query, is not reused. */
-	if (s->pending_ready > 0 || s->ready_status != 'I' || s->unsynced ||
+	if (!server_quiet(s) || s->ready_status != 'I' || s->unsynced ||
 	    buf_pending(&s->conn.in) > 0 || s->conn.frame.remaining > 0) {
 		server_close(s, "client left in the middle of a query or transaction");
 		return;
@@ -847,16 +939,25 @@ void server_release(struct server *s)
 		server_close(s, "database settings changed");
 		return;
 	}
+	if (s->close_on_release) {
+		server_close(s, "a client deallocated prepared statements on it");
+		return;
+	}
 	if (cfg->server_lifetime > 0 &&
 	    usec_since(now, s->created_usec) > cfg->server_lifetime * 1e6) {
 		server_close(s, "server_lifetime reached");
 		return;
 	}
 	buf_release(&s->conn.in, &s->w->bufs, false);
-	if (cfg->server_reset_query && *cfg->server_reset_query)
-		server_query(s, cfg->server_reset_query, SV_RESET, reset_done);
-	else
-		server_offer(s);
+	const char *reset = cfg->server_reset_query;
+	if (reset && *reset && (s->pool->mode == POOL_SESSION || cfg->server_reset_query_always)) {
+		ps_server_clear(&s->ps); /* a reset may deallocate them */
+		server_query(s, reset, SV_RESET, reset_done);
+		return;
+	}
+	if (s->state != SV_IDLE)
+		server_set_state(s, SV_IDLE);
+	server_offer(s);
 }
 
 void server_detach(struct server *s)
@@ -913,6 +1014,9 @@ void server_close(struct server *s, const char *why)
 void server_free(struct server *s)
 {
 	params_free(&s->params);
+	params_free(&s->session);
+	rq_free(&s->rq);
+	ps_server_free(&s->ps);
 	pool_target_free(&s->target);
 	if (s->scram_started)
 		scram_client_clear(&s->scram);

@@ -14,8 +14,10 @@
 #include "auth/scram.h"
 #include "common/list.h"
 #include "pool/pool.h"
+#include "pool/prepared.h"
 #include "proxy/proto.h"
 #include "proxy/relay.h"
+#include "proxy/txn.h"
 
 #define SERVER_STATE_LIST(X)                                                                       \
 	X(SV_CONNECTING, "connecting")                                                             \
@@ -52,6 +54,16 @@ struct server {
 	char addr[96];
 
 	struct params params; /* what the server reported (ParameterStatus) */
+	/* Session state its last client left on it (proxy/session.h). */
+	struct params session;
+	bool session_dirty; /* the running transaction may have changed it */
+	enum pool_mode mode; /* of its pool when it was given to its client */
+
+	/* transaction and statement pooling (proxy/txn.h) */
+	struct rq rq; /* replies still expected */
+	struct ps_server ps; /* statements prepared on it */
+	bool copy_in; /* in COPY FROM STDIN */
+	bool close_on_release; /* a client did something pgmoat cannot undo */
 	uint32_t backend_pid;
 	uint32_t backend_key;
 	uint64_t created_usec;
@@ -67,6 +79,7 @@ struct server {
 
 	/* internal query */
 	server_query_cb query_cb;
+	struct params *query_rows; /* rows (two text columns) go here, or NULL */
 	bool query_failed;
 	struct pg_error query_error;
 };
@@ -84,6 +97,20 @@ void server_offer(struct server *s);
 void server_release(struct server *s);
 /* Run `sql` on the server, swallowing its replies; `cb` gets the outcome. */
 void server_query(struct server *s, const char *sql, enum server_state state, server_query_cb cb);
+/* The same, keeping rows of two text columns in `rows`
+ * (emptied first). */
+void server_query_rows(struct server *s, const char *sql, enum server_state state,
+                       struct params *rows, server_query_cb cb);
+/* Has the server answered everything it was sent? */
+bool server_quiet(const struct server *s);
+/* A ParameterStatus body from the server. */
+void server_update_param(struct server *s, const uint8_t *body, uint32_t len);
+/* The server is unusable while linked: the client gets the whole messages
+ * relayed so far, then a FATAL error (`sqlstate`, "server connection lost:
+ * why"); the server is closed. */
+void server_fail_client(struct server *s, const char *sqlstate, const char *why);
+/* The same with the client's message given: `msg` to it, `why` logged. */
+void server_end_client(struct server *s, const char *sqlstate, const char *msg, const char *why);
 /* Move a server to another worker: detach here (any state but active),
  * attach there (in that worker's thread). */
 void server_detach(struct server *s);

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "pool/prepared.h"
 #include "pool/pool.h"
 #include "proxy/cancel.h"
 #include "proxy/client.h"
@@ -263,6 +264,11 @@ static bool worker_init(struct runtime *rt, struct worker *w, int id)
 		list_init(&w->servers[i]);
 	buf_cache_init(&w->bufs, (uint32_t)w->snap->cfg->pkt_buf, BUF_CACHE_MAX);
 	cancel_table_init(w);
+	w->ps = ps_registry_new();
+	if (!w->ps) {
+		log_error("out of memory");
+		return false;
+	}
 	ev_async_init(&w->wake, wake_cb);
 	ev_async_start(w->loop, &w->wake);
 	ev_check_init(&w->reaper, reaper_cb);
@@ -307,6 +313,7 @@ static void worker_destroy(struct worker *w)
 		free(m);
 	}
 	cancel_table_free(w);
+	ps_registry_free(w->ps);
 	buf_cache_destroy(&w->bufs);
 	snapshot_unref(w->snap);
 	ev_loop_destroy(w->loop);

@@ -66,6 +66,7 @@ struct worker {
 	struct list dead_servers;
 
 	struct buf_cache bufs;
+	struct ps_registry *ps; /* prepared statements of its clients */
 	uint64_t next_client_id;
 
 	/* Connections by state (each state is a list). */

@@ -173,9 +173,7 @@ static void test_good_values(void)
 	struct config *c = load("conf_good.ini", &e, &w);
 	if (!loaded(c, &e, "every type parses"))
 		return;
-	/* The one warning: transaction pooling runs as session pooling. */
-	ok(w.n == 1 && strstr(w.items[0], ":8: pool_mode transaction is not supported yet"),
-	   "one warning, for pool_mode transaction at line 8 (%s)", w.n ? w.items[0] : "none");
+	ok(w.n == 0, "no warning (%s)", w.n ? w.items[0] : "none");
 	is_str(fmt(c, "listen_addr"), "*, ::1, 10.0.0.1, db.example.com", "list");
 	is_int(c->listen_port, 7432, "int");
 	is_str(c->unix_socket_dir, "", "empty quoted path");
