@@ -120,16 +120,35 @@ void cancel_request(struct worker *w, uint32_t pid, uint32_t key)
 struct cancel_conn {
 	ev_io io;
 	int fd;
+	struct server *server; /* whose backend it cancels; NULL once closed */
 	uint8_t packet[16];
 	size_t sent;
 	bool connected;
 };
 
+/* Until the postmaster has the request, the server is not given to another
+ * client: the cancel could hit that client's query. */
 static void cancel_conn_done(struct ev_loop *loop, struct cancel_conn *cc)
 {
 	ev_io_stop(loop, &cc->io);
 	close(cc->fd);
+	struct server *s = cc->server;
 	free(cc);
+	if (s) {
+		s->cancel = NULL;
+		if (s->offer_after_cancel) {
+			s->offer_after_cancel = false;
+			server_offer(s);
+		}
+	}
+}
+
+void cancel_forget(struct server *s)
+{
+	if (s->cancel) {
+		s->cancel->server = NULL;
+		s->cancel = NULL;
+	}
 }
 
 static void cancel_conn_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -172,23 +191,15 @@ static void cancel_conn_cb(struct ev_loop *loop, ev_io *io, int revents)
 	cancel_conn_done(loop, cc);
 }
 
-void cancel_local(struct worker *w, uint32_t pid, uint32_t key)
+void cancel_server(struct worker *w, struct server *s)
 {
-	struct client *c = lookup(w, pid);
-	if (!c || !ct_equal(&c->cancel_key, &key, sizeof(key))) {
-		log_debug("cancel request with an unknown key ignored");
-		return;
-	}
-	struct server *s = c->server;
-	if (!s || s->state != SV_ACTIVE) {
-		log_client(c, LL_DEBUG, "cancel request: nothing running");
-		return;
-	}
+	if (s->cancel)
+		return; /* one is on its way */
 	char addr[96];
 	int fd = server_open_socket(&s->target, addr, sizeof(addr));
 	if (fd < 0) {
-		log_client(c, LL_WARNING, "cancel request: could not connect to %s: %s", s->addr,
-		           strerror(errno));
+		log_warning("cancel request: could not connect to %s: %s", s->addr,
+		            strerror(errno));
 		return;
 	}
 	struct cancel_conn *cc = xcalloc(1, sizeof(*cc));
@@ -197,7 +208,28 @@ void cancel_local(struct worker *w, uint32_t pid, uint32_t key)
 	put_u32(cc->packet + 4, 80877102u);
 	put_u32(cc->packet + 8, s->backend_pid);
 	put_u32(cc->packet + 12, s->backend_key);
+	cc->server = s;
+	s->cancel = cc;
 	ev_io_init(&cc->io, cancel_conn_cb, fd, EV_WRITE);
 	ev_io_start(w->loop, &cc->io);
+}
+
+void cancel_local(struct worker *w, uint32_t pid, uint32_t key)
+{
+	struct client *c = lookup(w, pid);
+	if (!c || !ct_equal(&c->cancel_key, &key, sizeof(key))) {
+		log_debug("cancel request with an unknown key ignored");
+		return;
+	}
+	if (c->state == CL_WAITING && c->waiter.state == WAITER_QUEUED) {
+		client_cancel_wait(c);
+		return;
+	}
+	struct server *s = c->server;
+	if (!s || s->state != SV_ACTIVE || server_quiet(s)) {
+		log_client(c, LL_DEBUG, "cancel request: nothing running");
+		return;
+	}
+	cancel_server(w, s);
 	log_client(c, LL_INFO, "cancel request forwarded to backend pid %u", s->backend_pid);
 }

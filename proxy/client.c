@@ -380,9 +380,11 @@ void client_got_server(struct client *c, struct server *s)
 	ps_server_set_capacity(&s->ps, (uint32_t)MAX(1, cfg->max_prepared_statements));
 	struct pkt sql;
 	pkt_init(&sql);
+	uint64_t now = now_usec();
+	s->busy_since_usec = s->quiet_since_usec = now;
 	/* A server idle for long is checked first; a dead one is replaced. */
 	bool check = cfg->server_check_query[0] && s->state == SV_IDLE &&
-	        usec_since(now_usec(), s->state_since_usec) >= cfg->server_check_delay * 1e6;
+	        usec_since(now, s->state_since_usec) >= cfg->server_check_delay * 1e6;
 	if (check) {
 		pkt_put_bytes(&sql, cfg->server_check_query, strlen(cfg->server_check_query));
 		pkt_put_bytes(&sql, ";", 1);
@@ -399,6 +401,43 @@ void client_got_server(struct client *c, struct server *s)
 	else
 		link_ready(c, s);
 	pkt_free(&sql);
+}
+
+void client_cancel_wait(struct client *c)
+{
+	struct buf *b = &c->conn.in;
+	if (!c->welcomed || c->conn.frame.remaining > 0)
+		return;
+	/* The request it waits with: its messages up to a Query or Sync. */
+	uint32_t at = b->parsed;
+	bool whole = false;
+	while (!whole && b->recvd - at >= 5) {
+		uint8_t type = b->data[at];
+		uint32_t len = get_u32(b->data + at + 1);
+		if (len < 4 || b->recvd - at - 1 < len)
+			break;
+		at += 1 + len;
+		whole = type == 'Q' || type == 'S' || type == 'F';
+	}
+	if (!whole) {
+		log_client(c, LL_DEBUG, "cancel request: its request has not fully arrived");
+		return;
+	}
+	if (pool_waiter_remove(c->pool, &c->waiter) != WAITER_QUEUED)
+		return; /* a server is on its way: the query runs */
+	b->parsed = b->sent = at;
+	buf_reset_if_drained(b);
+	proto_error(&c->conn.out, "ERROR", "57014",
+	            "canceling statement due to user request (it was waiting for a server "
+	            "connection)");
+	proto_ready(&c->conn.out, 'I');
+	client_set_state(c, CL_IDLE);
+	log_client(c, LL_INFO, "cancel request: the query left the queue for a server");
+	if (!client_flush(c))
+		return;
+	conn_want_read(c->w->loop, &c->conn, true);
+	if (buf_unparsed(b) > 0)
+		client_begin(c);
 }
 
 void client_retry(struct client *c)
@@ -554,6 +593,7 @@ void client_pump(struct client *c)
 	/* Terminate is not forwarded: the server stays for the next client.
 	 * What came before it is flushed first. */
 	bool terminate = false;
+	bool was_quiet = server_quiet(s);
 	if (s->mode == POOL_SESSION) {
 		if (!session_messages(c, s, &terminate))
 			return;
@@ -566,6 +606,8 @@ void client_pump(struct client *c)
 		if (pkt_unsent(&c->conn.out) > 0 && !client_flush(c))
 			return;
 	}
+	if (was_quiet && !server_quiet(s))
+		s->busy_since_usec = now_usec();
 	/* pgmoat's own messages in the stream go first, then the client's. */
 	enum io_result r = conn_write_pkt(&s->conn);
 	if (r == IO_DONE)
@@ -648,12 +690,8 @@ void client_server_idle(struct client *c)
 		return;
 	/* Not while anything the client sent is unanswered or unsent. */
 	if (s->unsynced || !server_quiet(s) || c->conn.frame.remaining > 0 ||
-	    buf_unsent(&c->conn.in) > 0) {
-		log_client(c, LL_TRACE, "DBG not released: unsynced %d pending %d rem %u unsent %u",
-		           s->unsynced, s->pending_ready, c->conn.frame.remaining,
-		           buf_unsent(&c->conn.in));
+	    buf_unsent(&c->conn.in) > 0)
 		return;
-	}
 	if (s->session_dirty) {
 		/* The transaction may have changed session settings: read them
 		 * back, to carry them to the client's next server. */
@@ -764,6 +802,46 @@ void client_kick_pool(struct worker *w, struct pool *p)
 	}
 }
 
+/* query_timeout, idle_transaction_timeout, and client_idle_timeout of
+ * clients that keep their server (session pooling). */
+static void sweep_active(struct worker *w, uint64_t now)
+{
+	const struct config *cfg = w->snap->cfg;
+	uint64_t query = (uint64_t)(cfg->query_timeout * 1e6);
+	uint64_t idle_tx = (uint64_t)(cfg->idle_transaction_timeout * 1e6);
+	uint64_t idle = (uint64_t)(cfg->client_idle_timeout * 1e6);
+	if (!query && !idle_tx && !idle)
+		return;
+	struct list *pos, *tmp;
+	list_for_each_safe(pos, tmp, &w->clients[CL_ACTIVE])
+	{
+		struct client *c = container_of(pos, struct client, node);
+		struct server *s = c->server;
+		if (!s || s->state != SV_ACTIVE || c->closing_after_flush)
+			continue;
+		char msg[160];
+		if (!server_quiet(s)) {
+			if (!query || usec_since(now, s->busy_since_usec) <= query)
+				continue;
+			snprintf(msg, sizeof(msg), "query_timeout: query canceled after %g s",
+			         cfg->query_timeout);
+			cancel_server(w, s);
+			server_end_client(s, "57014", msg, "query_timeout");
+		} else if (s->ready_status != 'I') {
+			if (!idle_tx || usec_since(now, s->quiet_since_usec) <= idle_tx)
+				continue;
+			snprintf(msg, sizeof(msg),
+			         "idle_transaction_timeout: idle in transaction for more than %g s",
+			         cfg->idle_transaction_timeout);
+			server_end_client(s, "25P03", msg, "idle_transaction_timeout");
+		} else if (idle && usec_since(now, c->last_recv_usec) > idle &&
+		           usec_since(now, s->quiet_since_usec) > idle) {
+			client_fatal(c, "57P05", "client_idle_timeout: no query for more than %g s",
+			             cfg->client_idle_timeout);
+		}
+	}
+}
+
 void client_sweep(struct worker *w, uint64_t now)
 {
 	const struct config *cfg = w->snap->cfg;
@@ -779,6 +857,19 @@ void client_sweep(struct worker *w, uint64_t now)
 				             "client_login_timeout: login not completed in time");
 		}
 	}
+	uint64_t idle_timeout = (uint64_t)(cfg->client_idle_timeout * 1e6);
+	if (idle_timeout) {
+		list_for_each_safe(pos, tmp, &w->clients[CL_IDLE])
+		{
+			struct client *c = container_of(pos, struct client, node);
+			if (!c->closing_after_flush &&
+			    usec_since(now, c->last_recv_usec) > idle_timeout)
+				client_fatal(c, "57P05",
+				             "client_idle_timeout: no query for more than %g s",
+				             cfg->client_idle_timeout);
+		}
+	}
+	sweep_active(w, now);
 	uint64_t wait_timeout = (uint64_t)(cfg->query_wait_timeout * 1e6);
 	list_for_each_safe(pos, tmp, &w->clients[CL_WAITING])
 	{

@@ -110,6 +110,9 @@ bool client_flush(struct client *c);
 void client_server_idle(struct client *c);
 /* Its server was lost while being prepared for it: wait for another. */
 void client_retry(struct client *c);
+/* A CancelRequest for a client queued for a server: it leaves the queue and
+ * its request fails with 57014. */
+void client_cancel_wait(struct client *c);
 void client_free(struct client *c);
 /* Timeouts of worker `w`'s clients, and waiters looked at again. */
 void client_sweep(struct worker *w, uint64_t now);

@@ -18,6 +18,7 @@
 #include "auth/userlist.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proxy/cancel.h"
 #include "proxy/client.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -756,8 +757,11 @@ static bool parse_s2c(struct server *s)
 void server_pump(struct server *s)
 {
 	struct client *c = s->client;
+	bool was_quiet = server_quiet(s);
 	if (!parse_s2c(s))
 		return;
+	if (!was_quiet && server_quiet(s))
+		s->quiet_since_usec = now_usec();
 	if (!client_flush(c))
 		return;
 	struct buf *b = &s->conn.in;
@@ -770,7 +774,7 @@ void server_pump(struct server *s)
 	if (b->data && buf_empty(b))
 		buf_release(b, &s->w->bufs, false);
 	conn_want_read(s->w->loop, &s->conn, true);
-	if (s->pending_ready == 0 && s->ready_status == 'I')
+	if (s->ready_status == 'I' && server_quiet(s))
 		client_server_idle(c);
 }
 
@@ -866,6 +870,13 @@ static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 void server_offer(struct server *s)
 {
 	struct worker *w = s->w;
+	if (s->cancel) {
+		/* A cancel for its last client's query is still on its way. */
+		s->offer_after_cancel = true;
+		if (s->state != SV_IDLE)
+			server_set_state(s, SV_IDLE);
+		return;
+	}
 	struct pool_give g = pool_give(s->pool, w->id, &s->member, now_usec());
 	switch (g.kind) {
 	case POOL_GIVE_LOCAL: {
@@ -996,6 +1007,7 @@ void server_close(struct server *s, const char *why)
 		s->client->server = NULL;
 		s->client = NULL;
 	}
+	cancel_forget(s);
 	server_set_state(s, SV_CLOSING);
 	conn_close(w->loop, &s->conn, &w->bufs);
 	if (s->pool) {
@@ -1050,8 +1062,11 @@ void server_sweep(struct worker *w, uint64_t now)
 			    usec_since(now, s->state_since_usec) <= connect_timeout)
 				continue;
 			struct client *c = s->client;
+			bool check = s->state == SV_SETUP && c && c->state == CL_WAITING;
 			server_close(s, "no answer to an internal query");
-			if (c)
+			if (check)
+				client_retry(c); /* another server will do */
+			else if (c)
 				client_fatal(c, "08006", "server did not answer in time");
 		}
 	}
@@ -1061,6 +1076,11 @@ void server_sweep(struct worker *w, uint64_t now)
 	list_for_each_safe(pos, tmp, &w->servers[SV_IDLE])
 	{
 		struct server *s = container_of(pos, struct server, node);
+		if (s->offer_after_cancel && connect_timeout &&
+		    usec_since(now, s->state_since_usec) > connect_timeout) {
+			server_close(s, "cancel request not delivered in time");
+			continue;
+		}
 		if (!s->member.idle)
 			continue;
 		struct pool *p = s->pool;

@@ -35,6 +35,7 @@ enum server_state { SERVER_STATE_LIST(X_ENUM) SERVER_STATE_COUNT };
 struct worker;
 struct client;
 struct server;
+struct cancel_conn;
 
 typedef void (*server_query_cb)(struct server *s, bool ok, const struct pg_error *err);
 
@@ -64,6 +65,11 @@ struct server {
 	struct ps_server ps; /* statements prepared on it */
 	bool copy_in; /* in COPY FROM STDIN */
 	bool close_on_release; /* a client did something pgmoat cannot undo */
+
+	struct cancel_conn *cancel; /* a CancelRequest on its way to the backend */
+	bool offer_after_cancel; /* freed meanwhile: offered once it is delivered */
+	uint64_t busy_since_usec; /* when the oldest unanswered request was sent */
+	uint64_t quiet_since_usec; /* when it last answered everything */
 	uint32_t backend_pid;
 	uint32_t backend_key;
 	uint64_t created_usec;

@@ -196,7 +196,7 @@ static void close_all(struct worker *w, bool fast)
 			if (c->closing_after_flush)
 				continue;
 			bool busy = st == CL_ACTIVE && c->server &&
-			        (c->server->pending_ready > 0 || c->server->ready_status != 'I');
+			        (!server_quiet(c->server) || c->server->ready_status != 'I');
 			if (fast || !busy)
 				client_fatal(c, "57P01", "pgmoat is shutting down");
 		}
