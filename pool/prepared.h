@@ -43,6 +43,7 @@ struct ps_stmt {
 	uint32_t refs;
 	uint32_t hash; /* of body, picks the bucket (read-only) */
 	uint32_t len; /* bytes in body */
+	unsigned flags; /* the caller's, about the statement (0 when created) */
 	char server_name[PS_NAME_SIZE]; /* "pgmoat_<id>", NUL-terminated */
 	uint8_t body[]; /* the Parse message after the statement name */
 };

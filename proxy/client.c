@@ -183,6 +183,8 @@ bool client_flush(struct client *c)
 		r = conn_write_buf(&c->conn, &c->server->conn.in, &c->w->stats.bytes_out);
 	if (r == IO_DONE) {
 		conn_want_write(c->w->loop, &c->conn, false);
+		if (c->state == CL_IDLE)
+			pkt_free(&c->conn.out); /* an idle client holds no buffer */
 		if (c->closing_after_flush) {
 			client_close(c, NULL);
 			return false;
@@ -648,6 +650,8 @@ static void client_release(struct client *c)
 	struct server *s = c->server;
 	c->server = NULL;
 	client_set_state(c, CL_IDLE);
+	if (pkt_unsent(&c->conn.out) == 0)
+		pkt_free(&c->conn.out);
 	server_release(s);
 	if (c->state == CL_IDLE && buf_unparsed(&c->conn.in) > 0)
 		client_begin(c);
@@ -754,7 +758,8 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 	(void)revents;
 	if (!client_flush(c))
 		return;
-	if (c->server && c->state == CL_ACTIVE && buf_unsent(&c->server->conn.in) == 0)
+	if (c->server && c->state == CL_ACTIVE && c->server->state == SV_ACTIVE &&
+	    buf_unsent(&c->server->conn.in) == 0)
 		server_pump(c->server);
 }
 

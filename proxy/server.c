@@ -765,7 +765,7 @@ void server_pump(struct server *s)
 	if (!client_flush(c))
 		return;
 	struct buf *b = &s->conn.in;
-	if (buf_unsent(b) > 0) {
+	if (buf_unsent(b) > 0 || pkt_unsent(&c->conn.out) > 0) {
 		/* The client is slow: stop reading the server until it drains. */
 		conn_want_read(s->w->loop, &s->conn, false);
 		return;

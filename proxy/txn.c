@@ -218,14 +218,15 @@ static bool prepare_on_server(struct client *c, struct server *s, const struct p
 	return rq_push(&s->rq, 'P', flags, st->id, client_name);
 }
 
-/* Guard a Query or Parse string; false if the message was replaced (or the
- * client closed). */
+/* Guard a Query or Parse string; false if the client was closed.  *flags
+ * gets what the scan found. */
 static bool guard_sql(struct client *c, struct server *s, uint8_t type, uint32_t len,
-                      const char *sql, size_t n, bool *replaced)
+                      const char *sql, size_t n, bool *replaced, unsigned *flags)
 {
 	*replaced = false;
 	struct sql_scan scan;
 	sql_scan(sql, n, &scan);
+	*flags = scan.flags;
 	if (scan.flags & SQL_SET_CONFIG)
 		s->session_dirty = true;
 	if (!(scan.flags & GUARDED))
@@ -311,8 +312,9 @@ static enum need on_query(struct client *c, struct server *s, uint32_t len)
 		return nd;
 	if (nd == NEED_OK) {
 		bool replaced;
+		unsigned flags;
 		const uint8_t *body = frame_body(&c->conn.in);
-		if (!guard_sql(c, s, type, len, (const char *)body, len - 4, &replaced))
+		if (!guard_sql(c, s, type, len, (const char *)body, len - 4, &replaced, &flags))
 			return NEED_FAILED;
 		if (replaced)
 			return NEED_OK;
@@ -344,7 +346,9 @@ static enum need on_parse(struct client *c, struct server *s, uint32_t len, bool
 	if (qlen < 0)
 		goto pass; /* malformed: the server says so */
 	bool replaced;
-	if (!guard_sql(c, s, 'P', len, (const char *)body + nlen + 1, (size_t)qlen, &replaced))
+	unsigned flags;
+	if (!guard_sql(c, s, 'P', len, (const char *)body + nlen + 1, (size_t)qlen, &replaced,
+	               &flags))
 		return NEED_FAILED;
 	if (replaced)
 		return NEED_OK;
@@ -361,6 +365,9 @@ static enum need on_parse(struct client *c, struct server *s, uint32_t len, bool
 		client_fatal(c, "53200", "out of memory");
 		return NEED_FAILED;
 	case PS_DEFINED:
+		/* A statement that calls set_config may change settings whenever
+		 * it runs. */
+		st->flags |= flags & SQL_SET_CONFIG;
 		break;
 	}
 	c2s_hold(c, s);
@@ -386,6 +393,8 @@ static const struct ps_stmt *stmt_on_server(struct client *c, struct server *s, 
 	const struct ps_stmt *st = ps_client_find(&c->ps, name, n);
 	if (!st)
 		return NULL;
+	if (st->flags & SQL_SET_CONFIG)
+		s->session_dirty = true;
 	c2s_hold(c, s);
 	if (!ps_server_has(&s->ps, st->id) && !prepare_on_server(c, s, st, RQ_HIDE, NULL))
 		*oom = true;
@@ -545,6 +554,9 @@ enum txn_c2s txn_client_messages(struct client *c, struct server *s)
 		if (nd != NEED_OK)
 			return TXN_C2S_CLOSED;
 	}
+	/* One write rather than two when pgmoat wrote something itself. */
+	if (pkt_unsent(&s->conn.out) > 0)
+		c2s_hold(c, s);
 	emit_own(s);
 	return result;
 }
@@ -632,8 +644,12 @@ bool txn_server_messages(struct server *s)
 		uint8_t type;
 		uint32_t len;
 		enum frame_status fs = frame_next(&s->conn.frame, b, UINT32_MAX >> 1, &type, &len);
-		if (fs == FRAME_MORE)
+		if (fs == FRAME_MORE) {
+			/* One write rather than two when pgmoat wrote something. */
+			if (s->client && pkt_unsent(&s->client->conn.out) > 0)
+				s2c_hold(s, s->client);
 			return true;
+		}
 		if (fs == FRAME_BAD) {
 			server_fail_client(s, "08P01",
 			                   "server sent a message with an invalid length");
