@@ -142,6 +142,7 @@ struct ps_stmt *ps_intern(struct ps_registry *r, const uint8_t *body, uint32_t l
 	s->refs = 1;
 	s->hash = hash;
 	s->len = len;
+	s->flags = 0;
 	ps_server_name(s->id, s->server_name);
 	if (len > 0)
 		memcpy(s->body, body, len);
