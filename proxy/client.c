@@ -147,6 +147,7 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_
 	w->n_clients++;
 	w->stats.clients_accepted++;
 	params_init(&c->params);
+	params_init(&c->startup);
 	conn_init(&c->conn, fd, client_read_cb, client_write_cb);
 	if (!is_unix) {
 		int one = 1;
@@ -224,6 +225,7 @@ static bool accept_params(struct client *c, const struct startup *st)
 		const char *canon = tracked_name(cfg, name);
 		if (canon) {
 			params_set(&c->params, canon, st->params.v[i].value);
+			params_set(&c->startup, canon, st->params.v[i].value);
 		} else if (!strlist_contains_ci(&cfg->ignore_startup_parameters, name)) {
 			client_fatal(c, "08P01", "unsupported startup parameter: %s", name);
 			return false;
@@ -526,8 +528,14 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
 	params_free(&reported);
 	client_set_state(c, CL_IDLE);
 	log_client(c, LL_INFO, "login");
-	if (client_flush(c) && buf_unparsed(&c->conn.in) > 0)
+	if (!client_flush(c))
+		return;
+	struct buf *b = &c->conn.in;
+	buf_reset_if_drained(b);
+	if (buf_unparsed(b) > 0)
 		client_begin(c);
+	else if (b->data && buf_empty(b))
+		buf_release(b, &c->w->bufs, false); /* an idle client holds no buffer */
 }
 
 /* An idle client sent something: it needs a server. */
@@ -679,7 +687,12 @@ static void capture_done(struct server *s, bool ok, const struct pg_error *err)
 		server_release(s);
 		return;
 	}
+	/* What it RESET goes back to its startup value, as on a direct
+	 * connection (applied on its next server). */
 	params_copy(&c->params, &s->session);
+	for (size_t i = 0; i < c->startup.n; i++)
+		if (!params_get(&c->params, c->startup.v[i].name))
+			params_set(&c->params, c->startup.v[i].name, c->startup.v[i].value);
 	client_release(c);
 }
 
@@ -789,6 +802,7 @@ void client_free(struct client *c)
 	free(c->user);
 	free(c->dbname);
 	params_free(&c->params);
+	params_free(&c->startup);
 	free(c);
 }
 

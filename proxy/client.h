@@ -57,6 +57,7 @@ struct client {
 	/* Session state to apply on each server it gets: startup parameters,
 	 * then what it SET (proxy/session.h). */
 	struct params params;
+	struct params startup; /* what RESET goes back to */
 
 	struct ps_client ps; /* its named prepared statements (transaction pooling) */
 

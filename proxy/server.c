@@ -597,6 +597,9 @@ static bool query_step(struct server *s)
 		switch (type) {
 		case 'S':
 			server_update_param(s, body, blen);
+			/* A client's settings applied: it is told, as after its own SET. */
+			if (s->state == SV_SETUP && s->client && s->client->welcomed)
+				pkt_append(&s->client->conn.out, b->data + b->parsed, 1 + len);
 			break;
 		case 'E':
 			s->query_failed = true;

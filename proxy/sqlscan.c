@@ -263,29 +263,34 @@ const char *sql_tok_kind_name(enum sql_tok_kind k)
 /* The scanner. */
 
 /* Words without which nothing can be flagged ("declare" for WITH HOLD,
- * "temp" for TEMPORARY too), and which of them starts with each byte. */
+ * "temp" for TEMPORARY too, "do" and "call" for code that may change
+ * settings), sorted, and where the first of them starting with each byte
+ * is. */
 static const char *const triggers[] = {
-        "advisory_lock", "declare", "listen", "prepare", "set_config", "temp",
+        "advisory_lock", "call", "declare", "do", "listen", "prepare", "set_config", "temp",
 };
 static const unsigned char trigger_at[256] = {
-        ['a'] = 1, ['A'] = 1, ['d'] = 2, ['D'] = 2, ['l'] = 3, ['L'] = 3,
-        ['p'] = 4, ['P'] = 4, ['s'] = 5, ['S'] = 5, ['t'] = 6, ['T'] = 6,
+        ['a'] = 1, ['A'] = 1, ['c'] = 2, ['C'] = 2, ['d'] = 3, ['D'] = 3, ['l'] = 5,
+        ['L'] = 5, ['p'] = 6, ['P'] = 6, ['s'] = 7, ['S'] = 7, ['t'] = 8, ['T'] = 8,
 };
 
 /* A quick look for any of triggers, in one pass. */
 static bool has_trigger(const char *p, const char *e)
 {
-	for (; e - p >= 4; p++) {
+	for (; e - p >= 2; p++) {
 		unsigned i = trigger_at[(unsigned char)*p];
 		if (!i)
 			continue;
-		const char *w = triggers[i - 1] + 1, *x = p + 1;
-		while (*w && x < e && to_lower(*x) == *w) {
-			w++;
-			x++;
+		for (const char *const *t = &triggers[i - 1];
+		     t < triggers + ARRAY_SIZE(triggers) && (*t)[0] == to_lower(*p); t++) {
+			const char *w = *t + 1, *x = p + 1;
+			while (*w && x < e && to_lower(*x) == *w) {
+				w++;
+				x++;
+			}
+			if (!*w)
+				return true;
 		}
-		if (!*w)
-			return true;
 	}
 	return false;
 }
@@ -356,7 +361,8 @@ static bool is_temp(const struct sql_tok *t)
 static void scan_flag(struct scanner *sc, unsigned flag, const char *what, size_t len)
 {
 	struct sql_scan *out = sc->out;
-	if (!out->flags) {
+	/* `what` names the first thing the guard refuses. */
+	if (!(out->flags & ~SQL_SET_CONFIG) && flag != SQL_SET_CONFIG) {
 		size_t n = MIN(len, sizeof(out->what) - 1);
 		memcpy(out->what, what, n);
 		out->what[n] = '\0';
@@ -396,6 +402,8 @@ static void scan_start(struct scanner *sc, const struct sql_tok *t)
 	sc->into_ok = kw(t, "select") || kw(t, "with") || kw(t, "explain") || is_char(t, '(');
 	if (kw(t, "listen"))
 		scan_flag_str(sc, SQL_LISTEN, "LISTEN");
+	else if (kw(t, "do") || kw(t, "call"))
+		scan_flag(sc, SQL_SET_CONFIG, t->p, t->len);
 	else if (kw(t, "prepare"))
 		sc->state = SCAN_PREPARE;
 	else if (kw(t, "declare"))

@@ -66,14 +66,16 @@ const char *sql_tok_kind_name(enum sql_tok_kind k);
  * DROP; SELECT ... INTO TEMP[ORARY] */
 #define SQL_TEMP_TABLE (1u << 3)
 #define SQL_PREPARE (1u << 4) /* PREPARE name ... AS (not PREPARE TRANSACTION) */
-#define SQL_SET_CONFIG (1u << 5) /* set_config( called anywhere */
+/* set_config( called anywhere, or a DO or CALL statement: code that may
+ * change settings without a SET command tag */
+#define SQL_SET_CONFIG (1u << 5)
 
 struct sql_scan {
 	unsigned flags; /* SQL_* */
-	/* The first flagged thing, for error messages: a function name as
-	 * written ("PG_ADVISORY_LOCK"), or a description of the statement
-	 * ("LISTEN", "DECLARE ... WITH HOLD", "CREATE TEMP TABLE", ...).  Empty
-	 * when flags is 0. */
+	/* The first flagged thing other than SQL_SET_CONFIG, for error
+	 * messages: a function name as written ("PG_ADVISORY_LOCK"), or a
+	 * description of the statement ("LISTEN", "DECLARE ... WITH HOLD",
+	 * "CREATE TEMP TABLE", ...).  Empty when nothing else is flagged. */
 	char what[64];
 };
 

@@ -153,15 +153,21 @@ static const struct {
         {"SELECT 1; PREPARE p AS SELECT 2", SQL_PREPARE, "PREPARE"},
 
         /* set_config */
-        {"SELECT set_config('search_path', 'x', false)", SQL_SET_CONFIG, "set_config"},
-        {"SELECT pg_catalog.SET_CONFIG('a.b', 'c', true)", SQL_SET_CONFIG, "SET_CONFIG"},
-        {"SELECT \"set_config\" ('a', 'b', false)", SQL_SET_CONFIG, "set_config"},
+        {"SELECT set_config('search_path', 'x', false)", SQL_SET_CONFIG, ""},
+        {"SELECT pg_catalog.SET_CONFIG('a.b', 'c', true)", SQL_SET_CONFIG, ""},
+        {"SELECT \"set_config\" ('a', 'b', false)", SQL_SET_CONFIG, ""},
+        /* code that may change settings */
+        {"DO $$BEGIN PERFORM set_config('search_path', 'a', false); END$$", SQL_SET_CONFIG, ""},
+        {"do 'begin set search_path = a; end'", SQL_SET_CONFIG, ""},
+        {"select 1; CALL proc()", SQL_SET_CONFIG, ""},
+        {"INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING", 0, ""},
+        {"SELECT done, undo FROM todo", 0, ""},
 
         /* several at once: what names the first */
         {"LISTEN a; SELECT pg_advisory_lock(1), set_config('a', 'b', false)",
          SQL_LISTEN | SQL_ADVISORY_LOCK | SQL_SET_CONFIG, "LISTEN"},
         {"SELECT set_config('a', 'b', false); PREPARE p AS SELECT 1; LISTEN x",
-         SQL_SET_CONFIG | SQL_PREPARE | SQL_LISTEN, "set_config"},
+         SQL_SET_CONFIG | SQL_PREPARE | SQL_LISTEN, "PREPARE"},
         {"CREATE TEMP TABLE t AS SELECT pg_advisory_lock(1)", SQL_TEMP_TABLE | SQL_ADVISORY_LOCK,
          "CREATE TEMP TABLE"},
 
