@@ -727,30 +727,18 @@ static bool parse_s2c(struct server *s)
 			server_fail_client(s, "08P01", "server sent a malformed ReadyForQuery");
 			return false;
 		}
-		/* ReadyForQuery and ParameterStatus are looked at; in transaction
-		 * pooling CommandComplete too (its tag may say settings changed). */
-		if (type == 'Z' || type == 'S' || (type == 'C' && s->mode != POOL_SESSION)) {
+		/* Session pooling looks at ReadyForQuery and ParameterStatus only. */
+		if (type == 'Z' || type == 'S') {
 			if (!frame_whole(b, len)) {
 				if (frame_fits(b, len))
 					return true; /* wait for the rest */
-				/* Too long to look at: passed on. */
+				/* A ParameterStatus too long to look at is passed on. */
 			} else if (type == 'Z') {
 				s->ready_status = (char)frame_body(b)[0];
 				if (s->pending_ready > 0)
 					s->pending_ready--;
-				if (s->mode == POOL_STATEMENT && s->ready_status != 'I') {
-					server_end_client(
-					        s, "0A000",
-					        "transaction blocks are not allowed in statement "
-					        "pooling mode",
-					        "client opened a transaction in statement pooling");
-					return false;
-				}
-			} else if (type == 'S') {
+			} else {
 				server_update_param(s, frame_body(b), len - 4);
-				s->session_dirty = true;
-			} else if (session_tag_changes((const char *)frame_body(b), len - 4)) {
-				s->session_dirty = true;
 			}
 		}
 		frame_pass(&s->conn.frame, b, len);
