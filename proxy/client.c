@@ -329,6 +329,10 @@ static void link_ready(struct client *c, struct server *s)
 {
 	server_set_state(s, SV_ACTIVE);
 	client_set_state(c, CL_ACTIVE);
+	if (s->mode != POOL_SESSION && !txn_trim_statements(s, c->w->snap->cfg)) {
+		client_fatal(c, "53200", "out of memory");
+		return;
+	}
 	if (!c->welcomed) {
 		client_welcome(c, &s->params);
 		log_client(c, LL_INFO, "login: server S-%llu (backend pid %u)",
@@ -381,7 +385,7 @@ void client_got_server(struct client *c, struct server *s)
 	s->session_dirty = false;
 	s->mode = c->pool->mode;
 	s->copy_in = false;
-	ps_server_set_capacity(&s->ps, (uint32_t)MAX(1, cfg->max_prepared_statements));
+	s->skip_to_sync = false;
 	struct pkt sql;
 	pkt_init(&sql);
 	uint64_t now = now_usec();

@@ -999,6 +999,7 @@ void server_close(struct server *s, const char *why)
 		s->client = NULL;
 	}
 	cancel_forget(s);
+	rq_free(&s->rq, w->ps);
 	server_set_state(s, SV_CLOSING);
 	conn_close(w->loop, &s->conn, &w->bufs);
 	if (s->pool) {
@@ -1018,7 +1019,7 @@ void server_free(struct server *s)
 {
 	params_free(&s->params);
 	params_free(&s->session);
-	rq_free(&s->rq);
+	rq_free(&s->rq, NULL);
 	ps_server_free(&s->ps);
 	pool_target_free(&s->target);
 	if (s->scram_started)

@@ -64,6 +64,7 @@ struct server {
 	struct rq rq; /* replies still expected */
 	struct ps_server ps; /* statements prepared on it */
 	bool copy_in; /* in COPY FROM STDIN */
+	bool skip_to_sync; /* after an error the server ignores all but Sync */
 	bool close_on_release; /* a client did something pgmoat cannot undo */
 
 	struct cancel_conn *cancel; /* a CancelRequest on its way to the backend */

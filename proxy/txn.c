@@ -27,13 +27,14 @@
 
 /* --- the queue of expected replies --- */
 
-static bool rq_push(struct rq *q, uint8_t kind, uint8_t flags, uint64_t id, const char *name)
+static struct rq_entry *rq_push(struct rq *q, uint8_t kind, uint8_t flags, uint64_t id,
+                                const char *name)
 {
 	if (q->n == q->cap) {
 		uint32_t cap = q->cap ? q->cap * 2 : 16;
 		struct rq_entry *v = malloc(cap * sizeof(*v));
 		if (!v)
-			return false;
+			return NULL;
 		for (uint32_t i = 0; i < q->n; i++)
 			v[i] = q->v[(q->head + i) & (q->cap - 1)];
 		free(q->v);
@@ -41,10 +42,16 @@ static bool rq_push(struct rq *q, uint8_t kind, uint8_t flags, uint64_t id, cons
 		q->cap = cap;
 		q->head = 0;
 	}
-	q->v[(q->head + q->n) & (q->cap - 1)] = (struct rq_entry){
+	struct rq_entry *e = &q->v[(q->head + q->n) & (q->cap - 1)];
+	*e = (struct rq_entry){
 	        .kind = kind, .flags = flags, .stmt_id = id, .name = name ? xstrdup(name) : NULL};
 	q->n++;
-	return true;
+	return e;
+}
+
+static struct rq_entry *rq_at(struct rq *q, uint32_t i)
+{
+	return &q->v[(q->head + i) & (q->cap - 1)];
 }
 
 static struct rq_entry *rq_head(struct rq *q)
@@ -52,17 +59,19 @@ static struct rq_entry *rq_head(struct rq *q)
 	return q->n ? &q->v[q->head] : NULL;
 }
 
-static void rq_pop(struct rq *q)
+static void rq_pop(struct rq *q, struct ps_registry *r)
 {
+	if (q->v[q->head].stmt && r)
+		ps_unref(r, q->v[q->head].stmt);
 	free(q->v[q->head].name);
 	q->head = (q->head + 1) & (q->cap - 1);
 	q->n--;
 }
 
-void rq_free(struct rq *q)
+void rq_free(struct rq *q, struct ps_registry *r)
 {
 	while (q->n)
-		rq_pop(q);
+		rq_pop(q, r);
 	free(q->v);
 	*q = (struct rq){0};
 }
@@ -195,6 +204,18 @@ static bool replace_with_error(struct client *c, struct server *s, uint8_t type,
 	return true;
 }
 
+/* pgmoat's own Close of a statement on the server (evicted). */
+static bool close_on_server(struct server *s, uint64_t id)
+{
+	char name[PS_NAME_SIZE];
+	ps_server_name(id, name);
+	pkt_begin(&s->conn.out, 'C');
+	pkt_put_u8(&s->conn.out, 'S');
+	pkt_put_str(&s->conn.out, name);
+	pkt_end(&s->conn.out);
+	return rq_push(&s->rq, 'C', RQ_HIDE, id, NULL) != NULL;
+}
+
 /* The statement is prepared on the server (under its server-side name) by a
  * Parse the client did not send, unless it is there already. */
 static bool prepare_on_server(struct client *c, struct server *s, const struct ps_stmt *st,
@@ -203,19 +224,24 @@ static bool prepare_on_server(struct client *c, struct server *s, const struct p
 	uint64_t evicted = 0;
 	if (!ps_server_add(&s->ps, st->id, &evicted))
 		return false;
-	if (evicted) {
-		char name[PS_NAME_SIZE];
-		ps_server_name(evicted, name);
-		pkt_begin(&s->conn.out, 'C');
-		pkt_put_u8(&s->conn.out, 'S');
-		pkt_put_str(&s->conn.out, name);
-		pkt_end(&s->conn.out);
-		if (!rq_push(&s->rq, 'C', RQ_HIDE, 0, NULL))
-			return false;
-	}
+	if (evicted && !close_on_server(s, evicted))
+		return false;
 	(void)c;
 	put_parse(&s->conn.out, st->server_name, st->body, st->len);
-	return rq_push(&s->rq, 'P', flags, st->id, client_name);
+	return rq_push(&s->rq, 'P', flags, st->id, client_name) != NULL;
+}
+
+/* A Parse of a statement the server has is answered by pgmoat unless the
+ * server would refuse it (a failed transaction, or a query before it that
+ * may fail one): then the server gets Close and Parse, and answers. */
+static bool own_parse_ok(struct server *s)
+{
+	if (s->ready_status == 'E')
+		return false;
+	for (uint32_t i = 0; i < s->rq.n; i++)
+		if (rq_at(&s->rq, i)->kind == 'Q' || rq_at(&s->rq, i)->kind == 'F')
+			return false;
+	return true;
 }
 
 /* Guard a Query or Parse string; false if the client was closed.  *flags
@@ -288,6 +314,7 @@ static enum need on_other(struct client *c, struct server *s, uint8_t type, uint
 		return pushed(c, s, type, 0, len);
 	case 'S':
 		s->unsynced = false;
+		s->skip_to_sync = false;
 		/* During COPY FROM STDIN the server ignores Sync. */
 		if (!s->copy_in)
 			return pushed(c, s, type, 0, len);
@@ -371,8 +398,20 @@ static enum need on_parse(struct client *c, struct server *s, uint32_t len, bool
 		break;
 	}
 	c2s_hold(c, s);
-	bool ok = ps_server_has(&s->ps, st->id) ? rq_push(&s->rq, 'P', RQ_OWN, 0, name)
-	                                        : prepare_on_server(c, s, st, 0, name);
+	bool ok;
+	if (!ps_server_has(&s->ps, st->id)) {
+		ok = prepare_on_server(c, s, st, 0, name);
+	} else if (own_parse_ok(s)) {
+		ok = rq_push(&s->rq, 'P', RQ_OWN, 0, name) != NULL;
+	} else {
+		pkt_begin(&s->conn.out, 'C');
+		pkt_put_u8(&s->conn.out, 'S');
+		pkt_put_str(&s->conn.out, st->server_name);
+		pkt_end(&s->conn.out);
+		put_parse(&s->conn.out, st->server_name, st->body, st->len);
+		ok = rq_push(&s->rq, 'C', RQ_HIDE, st->id, NULL) &&
+		        rq_push(&s->rq, 'P', 0, st->id, name);
+	}
 	if (!ok) {
 		client_fatal(c, "53200", "out of memory");
 		return NEED_FAILED;
@@ -404,7 +443,7 @@ static const struct ps_stmt *stmt_on_server(struct client *c, struct server *s, 
 static enum need on_bind(struct client *c, struct server *s, uint32_t len, bool ps_on)
 {
 	struct buf *b = &c->conn.in;
-	if (!ps_on || c->ps.t == NULL)
+	if (!ps_on)
 		goto pass;
 	/* Only the portal and statement names need to be here. */
 	uint32_t have = MIN(buf_unparsed(b), 1 + len);
@@ -481,10 +520,18 @@ static enum need on_describe_close(struct client *c, struct server *s, uint8_t t
 	const char *name = (const char *)body + 1;
 	bool ok;
 	if (type == 'C') {
-		/* Closed for this client only; the server keeps it for others. */
+		/* Closed for this client only; the server keeps it for others.
+		 * The entry keeps what was closed, in case the server skips it. */
+		struct ps_stmt *st = ps_client_find(&c->ps, name, (size_t)nlen);
+		struct ps_stmt *ref = st ? ps_intern(c->w->ps, st->body, st->len) : NULL;
 		ps_client_close(&c->ps, c->w->ps, name, (size_t)nlen);
 		c2s_hold(c, s);
-		ok = rq_push(&s->rq, 'C', RQ_OWN, 0, NULL);
+		struct rq_entry *e = rq_push(&s->rq, 'C', RQ_OWN, 0, ref ? name : NULL);
+		if (e)
+			e->stmt = ref;
+		else if (ref)
+			ps_unref(c->w->ps, ref);
+		ok = e != NULL && (ref || !st);
 	} else {
 		bool oom;
 		const struct ps_stmt *st = stmt_on_server(c, s, name, (size_t)nlen, &oom);
@@ -495,7 +542,7 @@ static enum need on_describe_close(struct client *c, struct server *s, uint8_t t
 		pkt_put_u8(&s->conn.out, 'S');
 		pkt_put_str(&s->conn.out, st->server_name);
 		pkt_end(&s->conn.out);
-		ok = !oom && rq_push(&s->rq, 'D', RQ_DESCRIBE_STMT, 0, NULL);
+		ok = !oom && rq_push(&s->rq, 'D', RQ_DESCRIBE_STMT, 0, NULL) != NULL;
 	}
 	if (!ok) {
 		client_fatal(c, "53200", "out of memory");
@@ -529,6 +576,11 @@ enum txn_c2s txn_client_messages(struct client *c, struct server *s)
 		if (type == 'X') {
 			result = TXN_C2S_TERMINATE;
 			break;
+		}
+		if (s->skip_to_sync && type != 'S') {
+			/* The server ignores it after an error: relayed as is. */
+			frame_pass(&c->conn.frame, b, len);
+			continue;
 		}
 		enum need nd;
 		switch (type) {
@@ -585,7 +637,7 @@ static void emit_own(struct server *s)
 			pkt_begin(&c->conn.out, e->kind == 'P' ? '1' : '3');
 			pkt_end(&c->conn.out);
 		}
-		rq_pop(&s->rq);
+		rq_pop(&s->rq, c ? c->w->ps : NULL);
 	}
 }
 
@@ -601,22 +653,49 @@ static void hide(struct buf *b, uint32_t len)
 
 /* The request at the head failed, and the server skips everything up to the
  * next Sync: what was prepared by skipped Parses is not there. */
+/* A request the server skipped: what pgmoat recorded for it is undone. */
+static void undo(struct server *s, struct client *c, const struct rq_entry *e)
+{
+	if (e->kind == 'P') {
+		if (e->stmt_id)
+			ps_server_remove(&s->ps, e->stmt_id); /* not prepared */
+		if (e->name && c)
+			ps_client_close(&c->ps, c->w->ps, e->name, strlen(e->name));
+	} else if (e->kind == 'C' && e->stmt_id) {
+		/* Not closed: still there, even past the capacity (trimmed when
+		 * the server is next given to a client). */
+		uint64_t evicted;
+		ps_server_set_capacity(&s->ps, (uint32_t)ps_server_count(&s->ps) + 1);
+		if (!ps_server_add(&s->ps, e->stmt_id, &evicted))
+			s->close_on_release = true; /* out of memory: records unsure */
+	} else if (e->kind == 'C' && e->stmt && c) {
+		struct ps_stmt *out;
+		if (ps_client_define(&c->ps, c->w->ps, e->name, strlen(e->name), e->stmt->body,
+		                     e->stmt->len, &out) == PS_NOMEM)
+			log_client(c, LL_WARNING, "out of memory restoring statement %s", e->name);
+	}
+}
+
 static void request_failed(struct server *s)
 {
 	struct client *c = s->client;
 	struct rq_entry *e = rq_head(&s->rq);
 	if (!e || e->kind == 'Q' || e->kind == 'F' || e->kind == 'S')
 		return; /* a simple query goes on to its ReadyForQuery */
-	do {
-		if (e->kind == 'P') {
-			if (e->stmt_id)
-				ps_server_remove(&s->ps, e->stmt_id);
-			if (e->name && c)
-				ps_client_close(&c->ps, c->w->ps, e->name, strlen(e->name));
-		}
-		rq_pop(&s->rq);
-		e = rq_head(&s->rq);
-	} while (e && e->kind != 'S');
+	/* The request failed and the server skips everything up to the next
+	 * Sync: undone newest first, as each was done on top of the one
+	 * before. */
+	uint32_t n = 0;
+	while (n < s->rq.n && rq_at(&s->rq, n)->kind != 'S')
+		n++;
+	for (uint32_t i = n; i-- > 0;)
+		undo(s, c, rq_at(&s->rq, i));
+	for (uint32_t i = 0; i < n; i++)
+		rq_pop(&s->rq, c ? c->w->ps : NULL);
+	/* No Sync sent yet: what the client sends until its Sync is skipped
+	 * too. */
+	if (rq_empty(&s->rq))
+		s->skip_to_sync = true;
 }
 
 static bool tag_is(const uint8_t *body, uint32_t n, const char *tag)
@@ -734,7 +813,7 @@ bool txn_server_messages(struct server *s)
 				return false;
 			}
 			bool hidden = e->flags & RQ_HIDE;
-			rq_pop(&s->rq);
+			rq_pop(&s->rq, s->client ? s->client->w->ps : NULL);
 			if (hidden) {
 				hide(b, len);
 				continue;
@@ -742,4 +821,26 @@ bool txn_server_messages(struct server *s)
 		}
 		frame_pass(&s->conn.frame, b, len);
 	}
+}
+
+bool txn_trim_statements(struct server *s, const struct config *cfg)
+{
+	ps_server_set_capacity(&s->ps, (uint32_t)MAX(1, cfg->max_prepared_statements));
+	uint64_t id;
+	bool any = false;
+	while (ps_server_pop_excess(&s->ps, &id)) {
+		if (!close_on_server(s, id))
+			return false;
+		any = true;
+	}
+	if (!any)
+		return true;
+	pkt_begin(&s->conn.out, 'S');
+	pkt_end(&s->conn.out);
+	if (!rq_push(&s->rq, 'S', RQ_HIDE, 0, NULL))
+		return false;
+	enum io_result r = conn_write_pkt(&s->conn);
+	if (r == IO_AGAIN)
+		conn_want_write(s->w->loop, &s->conn, true);
+	return r == IO_DONE || r == IO_AGAIN;
 }

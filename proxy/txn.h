@@ -24,14 +24,22 @@
 #include <stdint.h>
 
 struct client;
+struct config;
 struct server;
 
 /* One expected reply. */
+struct ps_stmt;
+
+/* One expected reply, and what to undo if the server skips its request
+ * (after an error, everything up to Sync is skipped). */
 struct rq_entry {
 	uint8_t kind; /* the client message type it answers: 'P', 'B', ... */
 	uint8_t flags; /* RQ_* */
-	uint64_t stmt_id; /* 'P': the statement prepared on the server, or 0 */
-	char *name; /* 'P' of a client's named statement: its name (owned) */
+	/* 'P': the statement it prepares on the server; 'C' of pgmoat's own:
+	 * the statement it closes there (evicted); else 0 */
+	uint64_t stmt_id;
+	char *name; /* 'P'/'C' of a client's named statement: its name (owned) */
+	struct ps_stmt *stmt; /* 'C' of a client's statement: what it closed (a reference) */
 };
 
 #define RQ_HIDE 1u /* the request was pgmoat's: its reply is not relayed */
@@ -47,7 +55,9 @@ static inline bool rq_empty(const struct rq *q)
 {
 	return q->n == 0;
 }
-void rq_free(struct rq *q);
+struct ps_registry;
+/* `r`: the registry of the worker the server is on. */
+void rq_free(struct rq *q, struct ps_registry *r);
 
 enum txn_c2s {
 	TXN_C2S_OK, /* relayed (or waiting for the rest of a message) */
@@ -59,6 +69,11 @@ enum txn_c2s {
  * pooling): pgmoat's own messages go to s->conn.out, written before the
  * rest of the client's buffer. */
 enum txn_c2s txn_client_messages(struct client *c, struct server *s);
+/* A server just given to a client holds more prepared statements than
+ * max_prepared_statements (after a reload, or an error that kept a Close
+ * from running): Closes (and a Sync) for the least recently used go first
+ * in its stream.  False on out of memory. */
+bool txn_trim_statements(struct server *s, const struct config *cfg);
 /* Parse what the server sent, hiding and inserting replies; false if the
  * server or its client was closed. */
 bool txn_server_messages(struct server *s);
