@@ -39,6 +39,20 @@ bool buf_borrow(struct buf *b, struct buf_cache *c)
 	return true;
 }
 
+bool buf_borrow_size(struct buf *b, struct buf_cache *c, uint32_t size)
+{
+	if (b->data)
+		return true;
+	void *p = malloc(size);
+	if (!p)
+		return false;
+	b->data = p;
+	b->cap = size;
+	b->sent = b->parsed = b->recvd = 0;
+	c->in_use++;
+	return true;
+}
+
 void buf_release(struct buf *b, struct buf_cache *c, bool force)
 {
 	if (!b->data || (!force && !buf_empty(b)))
@@ -114,6 +128,10 @@ static bool pkt_reserve(struct pkt *p, size_t more)
 		return false;
 	if (p->len + more <= p->cap)
 		return true;
+	if (more > (1u << 30) - p->len) {
+		p->failed = true;
+		return false;
+	}
 	size_t cap = p->cap ? p->cap : 256;
 	while (cap < p->len + more)
 		cap *= 2;
@@ -123,7 +141,7 @@ static bool pkt_reserve(struct pkt *p, size_t more)
 		return false;
 	}
 	p->data = d;
-	p->cap = cap;
+	p->cap = (uint32_t)cap;
 	return true;
 }
 
@@ -133,7 +151,7 @@ void pkt_put_bytes(struct pkt *p, const void *data, size_t len)
 		return;
 	if (len)
 		memcpy(p->data + p->len, data, len);
-	p->len += len;
+	p->len += (uint32_t)len;
 }
 
 void pkt_begin(struct pkt *p, uint8_t type)

@@ -45,6 +45,10 @@ void buf_cache_destroy(struct buf_cache *c);
 
 /* Make sure `b` has storage; false on allocation failure. */
 bool buf_borrow(struct buf *b, struct buf_cache *c) __attribute__((warn_unused_result));
+/* Storage of `size` bytes, not from the cache (a connection that logs in
+ * needs little); false on allocation failure. */
+bool buf_borrow_size(struct buf *b, struct buf_cache *c, uint32_t size)
+        __attribute__((warn_unused_result));
 /* Give storage back if the buffer holds no bytes (or unconditionally with
  * force, when the connection is closing). */
 void buf_release(struct buf *b, struct buf_cache *c, bool force);
@@ -88,11 +92,11 @@ static inline void buf_reset_if_drained(struct buf *b)
  * replies, errors, internal queries).  Plain heap memory; small. */
 struct pkt {
 	uint8_t *data;
-	size_t len;
-	size_t cap;
-	size_t sent;
-	size_t msg_start; /* start of the message being built */
-	bool failed; /* an allocation failed; the contents are unusable */
+	uint32_t len;
+	uint32_t cap;
+	uint32_t sent;
+	uint32_t msg_start; /* start of the message being built */
+	bool failed; /* an allocation failed (or 1 GB reached); unusable */
 };
 
 void pkt_init(struct pkt *p);

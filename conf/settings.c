@@ -192,7 +192,7 @@ static const struct setting settings[] = {
 		"Syslog facility: auth, authpriv, daemon, user or local0 to local7."),
 	S_INT(verbose, "0", RELOAD, 0, 2,
 		"Extra log detail: 1 adds connection set-up details, 2 per-message ones (like -v, "
-		"-vv); logins and disconnections are logged at 0 too."),
+		"-vv)."),
 	S_STR(server_reset_query, SETTING_STRING, "DISCARD ALL", RELOAD, NULL,
 		"Query run on a server connection before it returns to the pool in session "
 		"mode; empty: none."),

@@ -45,6 +45,8 @@ static const char *tracked_name(const struct config *cfg, const char *name)
 	return NULL;
 }
 
+#define LOGIN_BUF_SIZE 512
+
 static const char *const state_names[] = {
 #define X_NAME(id, name) name,
         CLIENT_STATE_LIST(X_NAME)
@@ -56,12 +58,36 @@ const char *client_state_name(enum client_state s)
 	return (unsigned)s < CLIENT_STATE_COUNT ? state_names[s] : "?";
 }
 
+static void format_addr(char *out, size_t n, const struct sockaddr *sa, bool is_unix)
+{
+	if (is_unix) {
+		strlcopy(out, "unix", n);
+		return;
+	}
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(out, n, "%s:%d", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(out, n, "[%s]:%d", host, port);
+	} else {
+		strlcopy(out, "?", n);
+	}
+}
+
 void log_client(const struct client *c, int level, const char *fmt, ...)
 {
 	if (!log_enabled((enum log_level)level))
 		return;
-	char prefix[320];
-	snprintf(prefix, sizeof(prefix), "C-%llu %s %s/%s: ", (unsigned long long)c->id, c->addr,
+	char addr[96], prefix[320];
+	format_addr(addr, sizeof(addr), &c->peer.sa, c->is_unix);
+	snprintf(prefix, sizeof(prefix), "C-%llu %s %s/%s: ", (unsigned long long)c->id, addr,
 	         c->dbname ? c->dbname : "-", c->user ? c->user : "-");
 	va_list ap;
 	va_start(ap, fmt);
@@ -107,38 +133,15 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void client_begin(struct client *c);
 
-static void format_addr(char *out, size_t n, const struct sockaddr *sa, bool is_unix)
-{
-	if (is_unix) {
-		strlcopy(out, "unix", n);
-		return;
-	}
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-		snprintf(out, n, "%s:%d", host, port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-		snprintf(out, n, "[%s]:%d", host, port);
-	} else {
-		strlcopy(out, "?", n);
-	}
-}
-
 void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
                    bool is_unix)
 {
-	(void)salen;
 	struct client *c = xcalloc(1, sizeof(*c));
 	c->w = w;
 	c->id = ((uint64_t)w->id << 48) | ++w->next_client_id;
 	c->is_unix = is_unix;
-	format_addr(c->addr, sizeof(c->addr), sa, is_unix);
+	if (!is_unix)
+		memcpy(&c->peer, sa, MIN((size_t)salen, sizeof(c->peer)));
 	c->state = CL_STARTUP;
 	c->created_usec = c->state_since_usec = c->last_recv_usec = now_usec();
 	list_init(&c->node);
@@ -149,6 +152,11 @@ void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_
 	params_init(&c->params);
 	params_init(&c->startup);
 	conn_init(&c->conn, fd, client_read_cb, client_write_cb);
+	/* Logging in takes a few hundred bytes; a relay buffer comes later. */
+	if (!buf_borrow_size(&c->conn.in, &w->bufs, LOGIN_BUF_SIZE)) {
+		client_close(c, "out of memory");
+		return;
+	}
 	if (!is_unix) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -500,6 +508,12 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
 	}
 	proto_auth(&c->conn.out, AUTH_REQ_OK, NULL, 0);
 	c->pool = pool_get(cfg, db, c->dbname, c->user);
+	/* The pool has the same names (and lives as long as pgmoat). */
+	free(c->user);
+	free(c->dbname);
+	c->user = c->pool->user;
+	c->dbname = c->pool->name;
+	c->names_shared = true;
 	if (client_key && server_key) {
 		pthread_mutex_lock(&c->pool->lock);
 		memcpy(c->pool->scram_client_key, client_key, SCRAM_KEY_LEN);
@@ -803,8 +817,10 @@ void client_close(struct client *c, const char *why)
 
 void client_free(struct client *c)
 {
-	free(c->user);
-	free(c->dbname);
+	if (!c->names_shared) {
+		free(c->user);
+		free(c->dbname);
+	}
 	params_free(&c->params);
 	params_free(&c->startup);
 	free(c);

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "auth/scram.h"
@@ -49,8 +50,13 @@ struct client {
 	struct list node; /* on w->clients[state] */
 	struct worker *w;
 	uint64_t id;
-	char addr[96];
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer; /* formatted only when logged */
 	bool is_unix;
+	bool names_shared; /* user and dbname point into its pool */
 
 	char *user;
 	char *dbname;

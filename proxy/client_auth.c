@@ -228,10 +228,10 @@ void client_auth_step(struct client *c)
 		return;
 	}
 	if (!frame_whole(b, len)) {
-		if (len + 1 > b->cap - b->parsed)
+		if (!frame_fits(b, len) && !buf_grow(b, &c->w->bufs, len + 1))
+			client_fatal(c, "53200", "out of memory");
+		else if (len + 1 > b->cap - b->parsed)
 			buf_compact(b);
-		if (!frame_fits(b, len))
-			client_fatal(c, "08P01", "authentication message larger than the buffer");
 		return;
 	}
 	const uint8_t *body = frame_body(b);

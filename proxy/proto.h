@@ -35,8 +35,8 @@ struct param {
 
 struct params {
 	struct param *v;
-	size_t n;
-	size_t cap;
+	uint32_t n;
+	uint32_t cap;
 };
 
 void params_init(struct params *p);

@@ -17,7 +17,7 @@
 #include "proxy/server.h"
 
 #define SWEEP_INTERVAL 0.1 /* seconds */
-#define BUF_CACHE_MAX 1024 /* free buffers kept per worker */
+#define BUF_CACHE_MAX 64 /* free buffers kept per worker */
 
 struct snapshot *snapshot_new(struct config *cfg, struct userlist *users)
 {
