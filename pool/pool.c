@@ -410,7 +410,8 @@ int pool_server_closed(struct pool *p, struct pool_member *m)
 void pool_connected(struct pool *p, uint32_t gen, const void *welcome, size_t len)
 {
 	void *copy = xmalloc(len ? len : 1);
-	memcpy(copy, welcome, len);
+	if (len)
+		memcpy(copy, welcome, len);
 	pthread_mutex_lock(&p->lock);
 	p->n_connecting--;
 	p->retry_at_usec = 0;
@@ -432,7 +433,8 @@ void *pool_welcome(struct pool *p, size_t *len)
 	pthread_mutex_lock(&p->lock);
 	if (p->welcome && p->welcome_gen == p->target_gen) {
 		copy = xmalloc(p->welcome_len ? p->welcome_len : 1);
-		memcpy(copy, p->welcome, p->welcome_len);
+		if (p->welcome_len)
+			memcpy(copy, p->welcome, p->welcome_len);
 		*len = p->welcome_len;
 	}
 	pthread_mutex_unlock(&p->lock);

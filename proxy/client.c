@@ -660,6 +660,10 @@ void client_pump(struct client *c)
 	if (b->data && buf_empty(b))
 		buf_release(b, &c->w->bufs, false);
 	conn_want_read(c->w->loop, &c->conn, true);
+	/* Messages that get no reply (CopyData after a failed COPY, which the
+	 * server drops) leave the transaction over. */
+	if (s->mode != POOL_SESSION && s->ready_status == 'I' && server_quiet(s))
+		client_server_idle(c);
 }
 
 void client_server_lost(struct client *c, const char *why)

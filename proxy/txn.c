@@ -772,6 +772,8 @@ bool txn_server_messages(struct server *s)
 			}
 			break;
 		case 'E':
+			/* An error ends COPY FROM STDIN: Syncs count again. */
+			s->copy_in = false;
 			request_failed(s);
 			break;
 		case '1':
@@ -800,7 +802,11 @@ bool txn_server_messages(struct server *s)
 				want = 'E';
 			break;
 		case 'G':
+			/* COPY FROM STDIN: the server ignores Syncs until it ends;
+			 * started by Execute, it then waits for a Sync. */
 			s->copy_in = true;
+			if (e && e->kind == 'E')
+				s->unsynced = true;
 			rq_drop_syncs(&s->rq);
 			break;
 		}
