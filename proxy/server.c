@@ -14,12 +14,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "auth/md5.h"
-#include "auth/userlist.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/cancel.h"
 #include "proxy/client.h"
+#include "proxy/server_login.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 
@@ -36,10 +35,7 @@ const char *server_state_name(enum server_state s)
 	return (unsigned)s < SERVER_STATE_COUNT ? state_names[s] : "?";
 }
 
-static void log_server(const struct server *s, enum log_level level, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static void log_server(const struct server *s, enum log_level level, const char *fmt, ...)
+void log_server(const struct server *s, enum log_level level, const char *fmt, ...)
 {
 	if (!log_enabled(level))
 		return;
@@ -108,7 +104,7 @@ static void server_lost(struct server *s, const char *why)
 		client_server_lost(c, why);
 }
 
-static bool server_flush_own(struct server *s)
+bool server_flush_own(struct server *s)
 {
 	enum io_result r = conn_write_pkt(&s->conn);
 	if (r == IO_DONE)
@@ -179,26 +175,6 @@ int server_open_socket(const struct pool_target *t, char *addr, size_t addr_len)
 	return fd;
 }
 
-static void login_failed(struct server *s, const char *sqlstate, const char *msg)
-{
-	log_server(s, LL_WARNING, "server login failed: %s", msg);
-	struct pool *p = s->pool;
-	struct worker *w = s->w;
-	char text[256];
-	snprintf(text, sizeof(text), "server login failed: %s", msg);
-	/* The slot is given back by pool_connect_failed, not server_close. */
-	s->pool = NULL;
-	server_close(s, "login failed");
-	int k = pool_connect_failed(p, sqlstate, text, now_usec(),
-	                            w->snap->cfg->server_login_retry);
-	if (k >= 0) {
-		struct wmsg *m = xcalloc(1, sizeof(*m));
-		m->kind = WMSG_KICK;
-		m->pool = p;
-		worker_post(&w->rt->workers[k], m);
-	}
-}
-
 void server_open(struct worker *w, struct pool *pool)
 {
 	struct server *s = xcalloc(1, sizeof(*s));
@@ -223,191 +199,12 @@ void server_open(struct worker *w, struct pool *pool)
 	if (fd < 0) {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "could not connect to %s: %s", s->addr, strerror(errno));
-		login_failed(s, "08006", msg);
+		server_login_failed(s, "08006", msg);
 		return;
 	}
 	conn_init(&s->conn, fd, server_read_cb, server_write_cb);
 	log_server(s, LL_DEBUG, "connecting");
 	conn_want_write(w->loop, &s->conn, true);
-}
-
-static void send_startup(struct server *s)
-{
-	struct params sp;
-	params_init(&sp);
-	params_set(&sp, "user", s->target.user);
-	params_set(&sp, "database", s->target.dbname);
-	if (s->target.client_encoding)
-		params_set(&sp, "client_encoding", s->target.client_encoding);
-	if (s->target.datestyle)
-		params_set(&sp, "DateStyle", s->target.datestyle);
-	if (s->target.timezone)
-		params_set(&sp, "TimeZone", s->target.timezone);
-	if (s->target.application_name)
-		params_set(&sp, "application_name", s->target.application_name);
-	proto_startup(&s->conn.out, &sp);
-	params_free(&sp);
-	server_set_state(s, SV_LOGIN);
-	if (server_flush_own(s))
-		conn_want_read(s->w->loop, &s->conn, true);
-}
-
-/* --- login --- */
-
-/* The secret to log in with: the [databases] password, else the auth
- * file's entry for the server user. */
-static const char *login_secret(struct server *s)
-{
-	if (s->target.password)
-		return s->target.password;
-	return userlist_lookup(s->w->snap->users, s->target.user);
-}
-
-static bool auth_cleartext(struct server *s)
-{
-	const char *secret = login_secret(s);
-	if (!secret || secret_kind_of(secret) != SECRET_PLAIN) {
-		login_failed(s, "28P01",
-		             "server asks for a password in clear text and pgmoat has no plain "
-		             "password for this user");
-		return false;
-	}
-	proto_password(&s->conn.out, secret, strlen(secret) + 1);
-	return server_flush_own(s);
-}
-
-static bool auth_md5(struct server *s, struct msg_reader *r)
-{
-	const uint8_t *salt = reader_bytes(r, 4);
-	const char *secret = login_secret(s);
-	if (!salt) {
-		login_failed(s, "08P01", "malformed MD5 authentication request from server");
-		return false;
-	}
-	if (!secret || secret_kind_of(secret) == SECRET_SCRAM) {
-		login_failed(
-		        s, "28P01",
-		        "server asks for MD5 and pgmoat has no password or MD5 hash for this user");
-		return false;
-	}
-	char resp[MD5_PASSWD_LEN + 1];
-	md5_salted_response(secret, s->target.user, salt, resp);
-	proto_password(&s->conn.out, resp, sizeof(resp));
-	secure_zero(resp, sizeof(resp));
-	return server_flush_own(s);
-}
-
-static bool auth_sasl_start(struct server *s, struct msg_reader *r)
-{
-	bool offered = false;
-	for (;;) {
-		const char *mech = reader_str(r);
-		if (!mech) {
-			login_failed(s, "08P01",
-			             "malformed SASL authentication request from server");
-			return false;
-		}
-		if (!*mech)
-			break;
-		if (strcmp(mech, SCRAM_MECHANISM) == 0)
-			offered = true;
-	}
-	if (!offered) {
-		login_failed(s, "28000", "server offers no SASL mechanism pgmoat supports");
-		return false;
-	}
-	const char *secret = login_secret(s);
-	if (secret && secret_kind_of(secret) == SECRET_PLAIN) {
-		scram_client_init_password(&s->scram, secret);
-	} else if (secret && secret_kind_of(secret) == SECRET_SCRAM && s->pool &&
-	           s->pool->have_scram_keys) {
-		uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN];
-		pthread_mutex_lock(&s->pool->lock);
-		memcpy(ck, s->pool->scram_client_key, sizeof(ck));
-		memcpy(sk, s->pool->scram_server_key, sizeof(sk));
-		pthread_mutex_unlock(&s->pool->lock);
-		scram_client_init_keys(&s->scram, ck, sk);
-		secure_zero(ck, sizeof(ck));
-		secure_zero(sk, sizeof(sk));
-	} else {
-		login_failed(
-		        s, "28P01",
-		        secret ? "server asks for SCRAM and pgmoat has neither the plain password "
-		                 "nor keys proven by a client's SCRAM login"
-		               : "server asks for a password and pgmoat has none for this user");
-		return false;
-	}
-	s->scram_started = true;
-	char *out = NULL;
-	size_t out_len = 0;
-	if (!scram_client_first(&s->scram, &out, &out_len)) {
-		login_failed(s, "08P01", "SCRAM: could not build the first message");
-		return false;
-	}
-	proto_sasl_initial(&s->conn.out, SCRAM_MECHANISM, out, out_len);
-	free(out);
-	return server_flush_own(s);
-}
-
-static bool auth_sasl_continue(struct server *s, struct msg_reader *r)
-{
-	size_t n = reader_left(r);
-	const uint8_t *in = reader_bytes(r, n);
-	char *out = NULL;
-	size_t out_len = 0;
-	if (!s->scram_started || !in ||
-	    scram_client_final(&s->scram, in, n, &out, &out_len) != SCRAM_CONTINUE) {
-		free(out);
-		login_failed(s, "08P01", "SCRAM: bad server-first-message");
-		return false;
-	}
-	proto_password(&s->conn.out, out, out_len);
-	free(out);
-	return server_flush_own(s);
-}
-
-static bool auth_sasl_final(struct server *s, struct msg_reader *r)
-{
-	size_t n = reader_left(r);
-	const uint8_t *in = reader_bytes(r, n);
-	if (!s->scram_started || !in || scram_client_verify(&s->scram, in, n) != SCRAM_DONE) {
-		login_failed(s, "08P01", "SCRAM: the server's signature did not verify");
-		return false;
-	}
-	return true;
-}
-
-static bool handle_auth_request(struct server *s, const uint8_t *body, uint32_t len)
-{
-	struct msg_reader r;
-	reader_init(&r, body, len);
-	uint32_t code = reader_u32(&r);
-	if (r.bad) {
-		login_failed(s, "08P01", "malformed authentication request from server");
-		return false;
-	}
-	switch (code) {
-	case AUTH_REQ_OK:
-		return true;
-	case AUTH_REQ_CLEARTEXT:
-		return auth_cleartext(s);
-	case AUTH_REQ_MD5:
-		return auth_md5(s, &r);
-	case AUTH_REQ_SASL:
-		return auth_sasl_start(s, &r);
-	case AUTH_REQ_SASL_CONTINUE:
-		return auth_sasl_continue(s, &r);
-	case AUTH_REQ_SASL_FINAL:
-		return auth_sasl_final(s, &r);
-	default: {
-		char msg[96];
-		snprintf(msg, sizeof(msg),
-		         "server asks for authentication method %u, which pgmoat does not support",
-		         code);
-		login_failed(s, "28000", msg);
-		return false;
-	}
-	}
 }
 
 void server_update_param(struct server *s, const uint8_t *body, uint32_t len)
@@ -418,101 +215,6 @@ void server_update_param(struct server *s, const uint8_t *body, uint32_t len)
 	const char *value = reader_str(&r);
 	if (name && value && *name)
 		params_set(&s->params, name, value);
-}
-
-static void login_done(struct server *s)
-{
-	if (s->scram_started) {
-		scram_client_clear(&s->scram);
-		s->scram_started = false;
-	}
-	log_server(s, LL_DEBUG, "logged in, backend pid %u", s->backend_pid);
-	/* What it reported welcomes later clients of the pool: name\0value\0... */
-	struct pkt welcome;
-	pkt_init(&welcome);
-	for (size_t i = 0; i < s->params.n; i++) {
-		pkt_put_str(&welcome, s->params.v[i].name);
-		pkt_put_str(&welcome, s->params.v[i].value);
-	}
-	pool_connected(s->pool, s->target_gen, welcome.data, welcome.failed ? 0 : welcome.len);
-	pkt_free(&welcome);
-	server_set_state(s, SV_IDLE);
-	server_offer(s);
-}
-
-/* Handle whole messages in the login phase; false if the server is gone. */
-static bool login_step(struct server *s)
-{
-	struct buf *b = &s->conn.in;
-	for (;;) {
-		uint8_t type;
-		uint32_t len;
-		enum frame_status fs = frame_next(&s->conn.frame, b, INT32_MAX, &type, &len);
-		if (fs == FRAME_BAD) {
-			login_failed(s, "08P01", "invalid message length from server during login");
-			return false;
-		}
-		if (fs == FRAME_MORE)
-			return true;
-		if (!frame_whole(b, len)) {
-			if (!frame_fits(b, len)) {
-				char msg[96];
-				snprintf(msg, sizeof(msg),
-				         "login message from server too long (%u bytes, pkt_buf is "
-				         "%u)",
-				         len + 1, b->cap);
-				login_failed(s, "08P01", msg);
-				return false;
-			}
-			return true;
-		}
-		const uint8_t *body = frame_body(b);
-		uint32_t blen = len - 4;
-		bool ok = true;
-		switch (type) {
-		case 'R':
-			ok = handle_auth_request(s, body, blen);
-			break;
-		case 'S':
-			server_update_param(s, body, blen);
-			break;
-		case 'K': {
-			struct msg_reader r;
-			reader_init(&r, body, blen);
-			s->backend_pid = reader_u32(&r);
-			s->backend_key = reader_u32(&r);
-			break;
-		}
-		case 'N':
-		case 'v':
-			break;
-		case 'E': {
-			struct pg_error e;
-			if (!proto_parse_error(body, blen, &e) || !e.sqlstate[0])
-				strlcopy(e.sqlstate, "08P01", sizeof(e.sqlstate));
-			if (!e.message[0])
-				strlcopy(e.message, "(no message)", sizeof(e.message));
-			login_failed(s, e.sqlstate, e.message);
-			return false;
-		}
-		case 'Z':
-			frame_skip(b, len);
-			buf_reset_if_drained(b);
-			login_done(s);
-			return false; /* stop here: the server may have moved on */
-		default: {
-			char msg[80];
-			snprintf(msg, sizeof(msg),
-			         "unexpected message '%c' from server during login",
-			         type >= 32 && type < 127 ? type : '?');
-			login_failed(s, "08P01", msg);
-			return false;
-		}
-		}
-		if (!ok)
-			return false;
-		frame_skip(b, len);
-	}
 }
 
 /* --- internal queries (setup, reset) --- */
@@ -790,7 +492,7 @@ static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		if (s->state == SV_LOGIN) {
 			char msg[160];
 			snprintf(msg, sizeof(msg), "connection lost during login: %s", why);
-			login_failed(s, "08006", msg);
+			server_login_failed(s, "08006", msg);
 			return;
 		}
 		if (s->client && s->state == SV_ACTIVE) {
@@ -803,7 +505,7 @@ static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 	switch (s->state) {
 	case SV_LOGIN:
-		login_step(s);
+		server_login_step(s);
 		break;
 	case SV_IDLE:
 		idle_step(s);
@@ -835,10 +537,10 @@ static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 			char msg[200];
 			snprintf(msg, sizeof(msg), "could not connect to %s: %s", s->addr,
 			         strerror(err));
-			login_failed(s, "08006", msg);
+			server_login_failed(s, "08006", msg);
 			return;
 		}
-		send_startup(s);
+		server_send_startup(s);
 		return;
 	}
 	enum io_result r = conn_write_pkt(&s->conn);
@@ -1040,7 +742,7 @@ void server_sweep(struct worker *w, uint64_t now)
 		{
 			struct server *s = container_of(pos, struct server, node);
 			if (connect_timeout && usec_since(now, s->created_usec) > connect_timeout)
-				login_failed(s, "08006", "server_connect_timeout reached");
+				server_login_failed(s, "08006", "server_connect_timeout reached");
 		}
 	}
 	/* An internal query (settings for a client, the reset query) that gets

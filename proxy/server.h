@@ -13,6 +13,7 @@
 
 #include "auth/scram.h"
 #include "common/list.h"
+#include "common/log.h"
 #include "pool/pool.h"
 #include "pool/prepared.h"
 #include "proxy/proto.h"
@@ -129,6 +130,11 @@ void server_free(struct server *s);
  * -1 with errno set on failure.  `addr` gets a printable address. */
 int server_open_socket(const struct pool_target *t, char *addr, size_t addr_len);
 void server_set_state(struct server *s, enum server_state state);
+/* Log with the server's id, address, database and user. */
+void log_server(const struct server *s, enum log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+/* Write what pgmoat composed for the server; false if it was closed. */
+bool server_flush_own(struct server *s);
 /* Timeouts of worker `w`'s servers (called by the worker's sweep). */
 void server_sweep(struct worker *w, uint64_t now);
 

@@ -1,0 +1,310 @@
+#include <config.h>
+
+#include "proxy/server_login.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/md5.h"
+#include "auth/userlist.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "proxy/server.h"
+#include "proxy/worker.h"
+
+void server_login_failed(struct server *s, const char *sqlstate, const char *msg)
+{
+	log_server(s, LL_WARNING, "server login failed: %s", msg);
+	struct pool *p = s->pool;
+	struct worker *w = s->w;
+	char text[256];
+	snprintf(text, sizeof(text), "server login failed: %s", msg);
+	/* The slot is given back by pool_connect_failed, not server_close. */
+	s->pool = NULL;
+	server_close(s, "login failed");
+	int k = pool_connect_failed(p, sqlstate, text, now_usec(),
+	                            w->snap->cfg->server_login_retry);
+	if (k >= 0) {
+		struct wmsg *m = xcalloc(1, sizeof(*m));
+		m->kind = WMSG_KICK;
+		m->pool = p;
+		worker_post(&w->rt->workers[k], m);
+	}
+}
+
+void server_send_startup(struct server *s)
+{
+	struct params sp;
+	params_init(&sp);
+	params_set(&sp, "user", s->target.user);
+	params_set(&sp, "database", s->target.dbname);
+	if (s->target.client_encoding)
+		params_set(&sp, "client_encoding", s->target.client_encoding);
+	if (s->target.datestyle)
+		params_set(&sp, "DateStyle", s->target.datestyle);
+	if (s->target.timezone)
+		params_set(&sp, "TimeZone", s->target.timezone);
+	if (s->target.application_name)
+		params_set(&sp, "application_name", s->target.application_name);
+	proto_startup(&s->conn.out, &sp);
+	params_free(&sp);
+	server_set_state(s, SV_LOGIN);
+	if (server_flush_own(s))
+		conn_want_read(s->w->loop, &s->conn, true);
+}
+
+/* --- login --- */
+
+/* The secret to log in with: the [databases] password, else the auth
+ * file's entry for the server user. */
+static const char *login_secret(struct server *s)
+{
+	if (s->target.password)
+		return s->target.password;
+	return userlist_lookup(s->w->snap->users, s->target.user);
+}
+
+static bool auth_cleartext(struct server *s)
+{
+	const char *secret = login_secret(s);
+	if (!secret || secret_kind_of(secret) != SECRET_PLAIN) {
+		server_login_failed(
+		        s, "28P01",
+		        "server asks for a password in clear text and pgmoat has no plain "
+		        "password for this user");
+		return false;
+	}
+	proto_password(&s->conn.out, secret, strlen(secret) + 1);
+	return server_flush_own(s);
+}
+
+static bool auth_md5(struct server *s, struct msg_reader *r)
+{
+	const uint8_t *salt = reader_bytes(r, 4);
+	const char *secret = login_secret(s);
+	if (!salt) {
+		server_login_failed(s, "08P01", "malformed MD5 authentication request from server");
+		return false;
+	}
+	if (!secret || secret_kind_of(secret) == SECRET_SCRAM) {
+		server_login_failed(
+		        s, "28P01",
+		        "server asks for MD5 and pgmoat has no password or MD5 hash for this user");
+		return false;
+	}
+	char resp[MD5_PASSWD_LEN + 1];
+	md5_salted_response(secret, s->target.user, salt, resp);
+	proto_password(&s->conn.out, resp, sizeof(resp));
+	secure_zero(resp, sizeof(resp));
+	return server_flush_own(s);
+}
+
+static bool auth_sasl_start(struct server *s, struct msg_reader *r)
+{
+	bool offered = false;
+	for (;;) {
+		const char *mech = reader_str(r);
+		if (!mech) {
+			server_login_failed(s, "08P01",
+			                    "malformed SASL authentication request from server");
+			return false;
+		}
+		if (!*mech)
+			break;
+		if (strcmp(mech, SCRAM_MECHANISM) == 0)
+			offered = true;
+	}
+	if (!offered) {
+		server_login_failed(s, "28000", "server offers no SASL mechanism pgmoat supports");
+		return false;
+	}
+	const char *secret = login_secret(s);
+	if (secret && secret_kind_of(secret) == SECRET_PLAIN) {
+		scram_client_init_password(&s->scram, secret);
+	} else if (secret && secret_kind_of(secret) == SECRET_SCRAM && s->pool &&
+	           s->pool->have_scram_keys) {
+		uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN];
+		pthread_mutex_lock(&s->pool->lock);
+		memcpy(ck, s->pool->scram_client_key, sizeof(ck));
+		memcpy(sk, s->pool->scram_server_key, sizeof(sk));
+		pthread_mutex_unlock(&s->pool->lock);
+		scram_client_init_keys(&s->scram, ck, sk);
+		secure_zero(ck, sizeof(ck));
+		secure_zero(sk, sizeof(sk));
+	} else {
+		server_login_failed(
+		        s, "28P01",
+		        secret ? "server asks for SCRAM and pgmoat has neither the plain password "
+		                 "nor keys proven by a client's SCRAM login"
+		               : "server asks for a password and pgmoat has none for this user");
+		return false;
+	}
+	s->scram_started = true;
+	char *out = NULL;
+	size_t out_len = 0;
+	if (!scram_client_first(&s->scram, &out, &out_len)) {
+		server_login_failed(s, "08P01", "SCRAM: could not build the first message");
+		return false;
+	}
+	proto_sasl_initial(&s->conn.out, SCRAM_MECHANISM, out, out_len);
+	free(out);
+	return server_flush_own(s);
+}
+
+static bool auth_sasl_continue(struct server *s, struct msg_reader *r)
+{
+	size_t n = reader_left(r);
+	const uint8_t *in = reader_bytes(r, n);
+	char *out = NULL;
+	size_t out_len = 0;
+	if (!s->scram_started || !in ||
+	    scram_client_final(&s->scram, in, n, &out, &out_len) != SCRAM_CONTINUE) {
+		free(out);
+		server_login_failed(s, "08P01", "SCRAM: bad server-first-message");
+		return false;
+	}
+	proto_password(&s->conn.out, out, out_len);
+	free(out);
+	return server_flush_own(s);
+}
+
+static bool auth_sasl_final(struct server *s, struct msg_reader *r)
+{
+	size_t n = reader_left(r);
+	const uint8_t *in = reader_bytes(r, n);
+	if (!s->scram_started || !in || scram_client_verify(&s->scram, in, n) != SCRAM_DONE) {
+		server_login_failed(s, "08P01", "SCRAM: the server's signature did not verify");
+		return false;
+	}
+	return true;
+}
+
+static bool handle_auth_request(struct server *s, const uint8_t *body, uint32_t len)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	uint32_t code = reader_u32(&r);
+	if (r.bad) {
+		server_login_failed(s, "08P01", "malformed authentication request from server");
+		return false;
+	}
+	switch (code) {
+	case AUTH_REQ_OK:
+		return true;
+	case AUTH_REQ_CLEARTEXT:
+		return auth_cleartext(s);
+	case AUTH_REQ_MD5:
+		return auth_md5(s, &r);
+	case AUTH_REQ_SASL:
+		return auth_sasl_start(s, &r);
+	case AUTH_REQ_SASL_CONTINUE:
+		return auth_sasl_continue(s, &r);
+	case AUTH_REQ_SASL_FINAL:
+		return auth_sasl_final(s, &r);
+	default: {
+		char msg[96];
+		snprintf(msg, sizeof(msg),
+		         "server asks for authentication method %u, which pgmoat does not support",
+		         code);
+		server_login_failed(s, "28000", msg);
+		return false;
+	}
+	}
+}
+
+static void login_done(struct server *s)
+{
+	if (s->scram_started) {
+		scram_client_clear(&s->scram);
+		s->scram_started = false;
+	}
+	log_server(s, LL_DEBUG, "logged in, backend pid %u", s->backend_pid);
+	/* What it reported welcomes later clients of the pool: name\0value\0... */
+	struct pkt welcome;
+	pkt_init(&welcome);
+	for (size_t i = 0; i < s->params.n; i++) {
+		pkt_put_str(&welcome, s->params.v[i].name);
+		pkt_put_str(&welcome, s->params.v[i].value);
+	}
+	pool_connected(s->pool, s->target_gen, welcome.data, welcome.failed ? 0 : welcome.len);
+	pkt_free(&welcome);
+	server_set_state(s, SV_IDLE);
+	server_offer(s);
+}
+
+/* Handle whole messages in the login phase; false if the server is gone. */
+bool server_login_step(struct server *s)
+{
+	struct buf *b = &s->conn.in;
+	for (;;) {
+		uint8_t type;
+		uint32_t len;
+		enum frame_status fs = frame_next(&s->conn.frame, b, INT32_MAX, &type, &len);
+		if (fs == FRAME_BAD) {
+			server_login_failed(s, "08P01",
+			                    "invalid message length from server during login");
+			return false;
+		}
+		if (fs == FRAME_MORE)
+			return true;
+		if (!frame_whole(b, len)) {
+			if (!frame_fits(b, len)) {
+				char msg[96];
+				snprintf(msg, sizeof(msg),
+				         "login message from server too long (%u bytes, pkt_buf is "
+				         "%u)",
+				         len + 1, b->cap);
+				server_login_failed(s, "08P01", msg);
+				return false;
+			}
+			return true;
+		}
+		const uint8_t *body = frame_body(b);
+		uint32_t blen = len - 4;
+		bool ok = true;
+		switch (type) {
+		case 'R':
+			ok = handle_auth_request(s, body, blen);
+			break;
+		case 'S':
+			server_update_param(s, body, blen);
+			break;
+		case 'K': {
+			struct msg_reader r;
+			reader_init(&r, body, blen);
+			s->backend_pid = reader_u32(&r);
+			s->backend_key = reader_u32(&r);
+			break;
+		}
+		case 'N':
+		case 'v':
+			break;
+		case 'E': {
+			struct pg_error e;
+			if (!proto_parse_error(body, blen, &e) || !e.sqlstate[0])
+				strlcopy(e.sqlstate, "08P01", sizeof(e.sqlstate));
+			if (!e.message[0])
+				strlcopy(e.message, "(no message)", sizeof(e.message));
+			server_login_failed(s, e.sqlstate, e.message);
+			return false;
+		}
+		case 'Z':
+			frame_skip(b, len);
+			buf_reset_if_drained(b);
+			login_done(s);
+			return false; /* stop here: the server may have moved on */
+		default: {
+			char msg[80];
+			snprintf(msg, sizeof(msg),
+			         "unexpected message '%c' from server during login",
+			         type >= 32 && type < 127 ? type : '?');
+			server_login_failed(s, "08P01", msg);
+			return false;
+		}
+		}
+		if (!ok)
+			return false;
+		frame_skip(b, len);
+	}
+}
