@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tests/lib/gate.h"
 #include "tests/lib/harness.h"
 
 #define CLIENTS 50
@@ -22,18 +23,10 @@
 
 #define VALUE_SQL "select $1::int * 1000 + $2::int, $3::text"
 
-struct gate {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool open;
-	int arrived, finished;
-	double deadline; /* threads give up waiting after this (h_now()) */
-};
-
 struct client {
 	int id;
 	const char *conninfo;
-	struct gate *gate;
+	struct h_gate *gate;
 	pthread_t thread;
 	bool connected;
 	int right, wrong; /* query results */
@@ -51,31 +44,6 @@ static void note(struct client *pc, const char *what, int idx, const char *detai
 		         detail);
 	else
 		snprintf(pc->error, sizeof pc->error, "client %d, %s: %s", pc->id, what, detail);
-}
-
-static void gate_arrive(struct gate *g, bool finished)
-{
-	pthread_mutex_lock(&g->lock);
-	if (finished)
-		g->finished++;
-	else
-		g->arrived++;
-	pthread_cond_broadcast(&g->cond);
-	pthread_mutex_unlock(&g->lock);
-}
-
-static bool gate_wait_open(struct gate *g)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)(g->deadline - h_now()) + 1;
-	pthread_mutex_lock(&g->lock);
-	int rc = 0;
-	while (!g->open && rc == 0)
-		rc = pthread_cond_timedwait(&g->cond, &g->lock, &ts);
-	bool open = g->open;
-	pthread_mutex_unlock(&g->lock);
-	return open;
 }
 
 static bool send_query(PGconn *c, int client, int idx)
@@ -160,8 +128,8 @@ static void *client_thread(void *arg)
 	pc->connected = c && PQstatus(c) == CONNECTION_OK;
 	if (!pc->connected)
 		note(pc, "connect", -1, PQerrorMessage(c));
-	gate_arrive(pc->gate, false);
-	if (pc->connected && gate_wait_open(pc->gate)) {
+	h_gate_arrive(pc->gate, false);
+	if (pc->connected && h_gate_wait_open(pc->gate)) {
 		bool good = PQenterPipelineMode(c);
 		for (int round = 0; good && round < ROUNDS; round++)
 			good = round_trip(c, pc, round * QUERIES, round == 0 ? QUERIES : 10);
@@ -169,13 +137,13 @@ static void *client_thread(void *arg)
 			note(pc, "leaving pipeline mode", -1, PQerrorMessage(c));
 	}
 	PQfinish(c);
-	gate_arrive(pc->gate, true);
+	h_gate_arrive(pc->gate, true);
 	return NULL;
 }
 
 struct watch {
 	struct h_pg *pg;
-	struct gate *gate;
+	struct h_gate *gate;
 	int want_arrived; /* 0: wait for the threads to finish */
 	int max_backends, samples;
 };
@@ -188,19 +156,16 @@ static bool progress(void *arg)
 	if (n > w->max_backends)
 		w->max_backends = n;
 	w->samples++;
-	pthread_mutex_lock(&w->gate->lock);
-	bool there = w->want_arrived ? w->gate->arrived >= w->want_arrived
-	                             : w->gate->finished >= CLIENTS;
-	pthread_mutex_unlock(&w->gate->lock);
+	bool there = w->want_arrived ? h_gate_count(w->gate, false) >= w->want_arrived
+	                             : h_gate_count(w->gate, true) >= CLIENTS;
 	return there;
 }
 
 static void many_clients(struct h_moat *m, struct h_pg *pg)
 {
 	static struct client pcs[CLIENTS];
-	struct gate gate = {.deadline = h_now() + 120};
-	pthread_mutex_init(&gate.lock, NULL);
-	pthread_cond_init(&gate.cond, NULL);
+	struct h_gate gate;
+	h_gate_init(&gate, 120);
 	char *base = h_moat_conninfo(m, "app", "app", "app");
 	char *ci = h_strdupf("%s connect_timeout=60", base);
 	free(base);
@@ -220,10 +185,7 @@ static void many_clients(struct h_moat *m, struct h_pg *pg)
 	   CLIENTS, at_login);
 
 	double t0 = h_now();
-	pthread_mutex_lock(&gate.lock);
-	gate.open = true;
-	pthread_cond_broadcast(&gate.cond);
-	pthread_mutex_unlock(&gate.lock);
+	h_gate_open(&gate);
 	w.want_arrived = 0;
 	if (!h_wait_until(progress, &w, gate.deadline - h_now() + 30))
 		h_bail("the client threads did not finish");
@@ -254,8 +216,7 @@ static void many_clients(struct h_moat *m, struct h_pg *pg)
 	int at_end = h_pg_count_backends(pg, "app");
 	ok(at_end >= 1 && at_end <= POOL, "nor at the end (%d)", at_end);
 	free(ci);
-	pthread_cond_destroy(&gate.cond);
-	pthread_mutex_destroy(&gate.lock);
+	h_gate_destroy(&gate);
 }
 
 /* --- an error in the middle of a pipeline --- */

@@ -52,28 +52,6 @@ static PGresult *exec_1(PGconn *c, const char *name, const char *param)
 	return PQexecPrepared(c, name, 1, p, NULL, NULL, 0);
 }
 
-/* "ok", "ok <first value>" or "<SQLSTATE> <primary message>" (malloc'd). */
-static char *result_text(PGconn *c, PGresult *r)
-{
-	char *out;
-	switch (PQresultStatus(r)) {
-	case PGRES_COMMAND_OK:
-		out = h_strdupf("ok");
-		break;
-	case PGRES_TUPLES_OK:
-		out = h_strdupf("ok %s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "(no rows)");
-		break;
-	default: {
-		const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		out = h_strdupf("%s %s", st ? st : "none", msg ? msg : PQerrorMessage(c));
-		break;
-	}
-	}
-	PQclear(r);
-	return out;
-}
-
 static bool value_is(PGresult *r, const char *want)
 {
 	return PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
@@ -511,14 +489,14 @@ static char *evict_in_failed_block(PGconn *c)
 		char name[16], sql[32];
 		snprintf(name, sizeof name, "q%d", k);
 		snprintf(sql, sizeof sql, "select %d", 10 + k);
-		char *t = result_text(c, PQprepare(c, name, sql, 0, NULL));
+		char *t = h_result_text(c, PQprepare(c, name, sql, 0, NULL));
 		OUT("%s,", t);
 		free(t);
 	}
 	for (int k = 0; k < 2; k++) { /* the server's two are q0 and q1 */
 		char name[16];
 		snprintf(name, sizeof name, "q%d", k);
-		char *t = result_text(c, PQexecPrepared(c, name, 0, NULL, NULL, NULL, 0));
+		char *t = h_result_text(c, PQexecPrepared(c, name, 0, NULL, NULL, NULL, 0));
 		OUT("%s,", t);
 		free(t);
 	}
@@ -545,7 +523,7 @@ static char *evict_in_failed_block(PGconn *c)
 	for (int k = 0; k < 3; k++) {
 		char name[16];
 		snprintf(name, sizeof name, "q%d", k);
-		char *t = result_text(c, PQexecPrepared(c, name, 0, NULL, NULL, NULL, 0));
+		char *t = h_result_text(c, PQexecPrepared(c, name, 0, NULL, NULL, NULL, 0));
 		OUT("%s%s", k ? "," : "", t);
 		free(t);
 	}
@@ -734,12 +712,12 @@ static void server_names_hidden(struct h_moat *m)
 	char *want = h_strdupf("26000 prepared statement \"%s\" does not exist", name);
 
 	PGconn *fresh = h_moat_connect(m, "app", "one", "app");
-	char *got = result_text(fresh, exec_1(fresh, name, "1"));
+	char *got = h_result_text(fresh, exec_1(fresh, name, "1"));
 	is_str(got, want, "hidden: a client without statements: Bind of \"%s\"", name);
 	free(got);
 	r = PQprepare(fresh, "f1", "select 1", 0, NULL);
 	PQclear(r);
-	got = result_text(fresh, exec_1(fresh, name, "1"));
+	got = h_result_text(fresh, exec_1(fresh, name, "1"));
 	is_str(got, want, "hidden: a client with a statement of its own: Bind of \"%s\"", name);
 	free(got);
 	free(want);

@@ -19,28 +19,6 @@
 #include "tests/lib/harness.h"
 #include "tests/lib/wire.h"
 
-/* "ok", "ok <first value>" or "<SQLSTATE> <primary message>" (malloc'd). */
-static char *result_text(PGconn *c, PGresult *r)
-{
-	char *out;
-	switch (PQresultStatus(r)) {
-	case PGRES_COMMAND_OK:
-		out = h_strdupf("ok");
-		break;
-	case PGRES_TUPLES_OK:
-		out = h_strdupf("ok %s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "(no rows)");
-		break;
-	default: {
-		const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		out = h_strdupf("%s %s", st ? st : "none", msg ? msg : PQerrorMessage(c));
-		break;
-	}
-	}
-	PQclear(r);
-	return out;
-}
-
 /* --- 4. Close, then the same name for other SQL (raw protocol) */
 
 /* The messages of one round trip, sent in one write (as libpq does). */
@@ -389,13 +367,13 @@ static char *run_step(PGconn *c, const struct step *s)
 {
 	switch (s->kind) {
 	case ST_PREP:
-		return result_text(c, PQprepare(c, s->name, s->sql, 0, NULL));
+		return h_result_text(c, PQprepare(c, s->name, s->sql, 0, NULL));
 	case ST_EXEC:
-		return result_text(c, PQexecPrepared(c, s->name, 0, NULL, NULL, NULL, 0));
+		return h_result_text(c, PQexecPrepared(c, s->name, 0, NULL, NULL, NULL, 0));
 	case ST_DESC:
-		return result_text(c, PQdescribePrepared(c, s->name));
+		return h_result_text(c, PQdescribePrepared(c, s->name));
 	case ST_SQL:
-		return result_text(c, PQexec(c, s->sql));
+		return h_result_text(c, PQexec(c, s->sql));
 	case ST_STATUS:
 		break;
 	}

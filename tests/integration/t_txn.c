@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/lib/gate.h"
 #include "tests/lib/harness.h"
 #include "tests/lib/wire.h"
 
@@ -157,18 +158,10 @@ static bool pid_gone(void *arg)
 #define LOAD_TXNS 100
 #define LOAD_POOL 5
 
-struct gate {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool open;
-	int arrived, finished;
-	double deadline; /* threads give up after this (h_now()) */
-};
-
 struct load_client {
 	int id;
 	const char *conninfo;
-	struct gate *gate;
+	struct h_gate *gate;
 	pthread_t thread;
 	bool connected;
 	int committed, failed;
@@ -193,31 +186,6 @@ static bool load_exec(struct load_client *lc, PGconn *c, const char *sql, const 
 	return good;
 }
 
-static void gate_arrive(struct gate *g, bool finished)
-{
-	pthread_mutex_lock(&g->lock);
-	if (finished)
-		g->finished++;
-	else
-		g->arrived++;
-	pthread_cond_broadcast(&g->cond);
-	pthread_mutex_unlock(&g->lock);
-}
-
-static bool gate_wait_open(struct gate *g)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)(g->deadline - h_now()) + 1;
-	pthread_mutex_lock(&g->lock);
-	int rc = 0;
-	while (!g->open && rc == 0)
-		rc = pthread_cond_timedwait(&g->cond, &g->lock, &ts);
-	bool open = g->open;
-	pthread_mutex_unlock(&g->lock);
-	return open;
-}
-
 /* One client: log in, wait for the others, then run its transactions.
  * Nothing here prints: results go to `lc`. */
 static void *load_thread(void *arg)
@@ -227,10 +195,10 @@ static void *load_thread(void *arg)
 	lc->connected = c && PQstatus(c) == CONNECTION_OK;
 	if (!lc->connected)
 		load_note(lc, "connect", c, NULL);
-	gate_arrive(lc->gate, false);
+	h_gate_arrive(lc->gate, false);
 	char update[96];
 	snprintf(update, sizeof update, "update counters set n = n + 1 where id = %d", lc->id % 10);
-	if (lc->connected && gate_wait_open(lc->gate)) {
+	if (lc->connected && h_gate_wait_open(lc->gate)) {
 		for (int i = 0; i < LOAD_TXNS && h_now() < lc->gate->deadline; i++) {
 			bool good = load_exec(lc, c, "begin", NULL) &&
 			        load_exec(lc, c, update, "1") && load_exec(lc, c, "commit", NULL);
@@ -246,13 +214,13 @@ static void *load_thread(void *arg)
 		}
 	}
 	PQfinish(c);
-	gate_arrive(lc->gate, true);
+	h_gate_arrive(lc->gate, true);
 	return NULL;
 }
 
 struct load_watch {
 	struct h_pg *pg;
-	struct gate *gate;
+	struct h_gate *gate;
 	int want_arrived;
 	int max_backends, samples;
 };
@@ -265,19 +233,16 @@ static bool load_progress(void *arg)
 	if (n > lw->max_backends)
 		lw->max_backends = n;
 	lw->samples++;
-	pthread_mutex_lock(&lw->gate->lock);
-	bool there = lw->want_arrived ? lw->gate->arrived >= lw->want_arrived
-	                              : lw->gate->finished >= LOAD_CLIENTS;
-	pthread_mutex_unlock(&lw->gate->lock);
+	bool there = lw->want_arrived ? h_gate_count(lw->gate, false) >= lw->want_arrived
+	                              : h_gate_count(lw->gate, true) >= LOAD_CLIENTS;
 	return there;
 }
 
 static void load(struct h_moat *m, struct h_pg *pg, PGconn *admin)
 {
 	static struct load_client lcs[LOAD_CLIENTS];
-	struct gate gate = {.deadline = h_now() + 200};
-	pthread_mutex_init(&gate.lock, NULL);
-	pthread_cond_init(&gate.cond, NULL);
+	struct h_gate gate;
+	h_gate_init(&gate, 200);
 	char *base = h_moat_conninfo(m, "app", "app", "app");
 	char *ci = h_strdupf("%s connect_timeout=60", base);
 	free(base);
@@ -302,10 +267,7 @@ static void load(struct h_moat *m, struct h_pg *pg, PGconn *admin)
 	   LOAD_CLIENTS, at_login);
 
 	double t0 = h_now();
-	pthread_mutex_lock(&gate.lock);
-	gate.open = true;
-	pthread_cond_broadcast(&gate.cond);
-	pthread_mutex_unlock(&gate.lock);
+	h_gate_open(&gate);
 	lw.want_arrived = 0;
 	if (!h_wait_until(load_progress, &lw, gate.deadline - h_now() + 30))
 		h_bail("the client threads did not finish");
@@ -334,8 +296,7 @@ static void load(struct h_moat *m, struct h_pg *pg, PGconn *admin)
 	int at_end = h_pg_count_backends(pg, "app");
 	ok(at_end >= 1 && at_end <= LOAD_POOL, "nor at the end (%d)", at_end);
 	free(ci);
-	pthread_cond_destroy(&gate.cond);
-	pthread_mutex_destroy(&gate.lock);
+	h_gate_destroy(&gate);
 }
 
 /* --- hand-off between workers: workers = 2, pool_size 2 --- */

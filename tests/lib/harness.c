@@ -820,3 +820,24 @@ void h_async_close(struct h_async *a)
 	free(a->error);
 	memset(a, 0, sizeof *a);
 }
+
+char *h_result_text(PGconn *c, PGresult *r)
+{
+	char *out;
+	switch (PQresultStatus(r)) {
+	case PGRES_COMMAND_OK:
+		out = h_strdupf("ok");
+		break;
+	case PGRES_TUPLES_OK:
+		out = h_strdupf("ok %s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "(no rows)");
+		break;
+	default: {
+		const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+		out = h_strdupf("%s %s", st ? st : "none", msg ? msg : PQerrorMessage(c));
+		break;
+	}
+	}
+	PQclear(r);
+	return out;
+}

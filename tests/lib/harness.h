@@ -194,6 +194,9 @@ bool h_exec(PGconn *c, const char *sql);
 /* First column of the first row (malloc'd; "" for NULL), or NULL with a
  * diagnostic. */
 char *h_value(PGconn *c, const char *sql);
+/* `r` (cleared) as text: "ok", "ok <first value>" or "<SQLSTATE> <primary
+ * message>" (malloc'd), for comparing outcomes. */
+char *h_result_text(PGconn *c, PGresult *r);
 /* Runs `sql`: "" if it succeeded, else the SQLSTATE, or "none" for a
  * failure without one (connection lost).  malloc'd. */
 char *h_error_state(PGconn *c, const char *sql);
