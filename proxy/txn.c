@@ -734,16 +734,17 @@ bool txn_server_messages(struct server *s)
 			                   "server sent a message with an invalid length");
 			return false;
 		}
-		/* The few replies looked at are small; wait until they are whole. */
-		bool look = strchr("ZS123CtTnIsG", type) != NULL;
+		/* The few whose body is read (or cut out when hidden) are small:
+		 * wait until they are whole. */
+		bool look = memchr("ZSC123", type, 6) != NULL;
 		if (look && !frame_whole(b, len)) {
 			if (frame_fits(b, len))
 				return true;
-			if (type != 'S' && type != 'C' && type != 'T') {
+			if (type != 'S' && type != 'C') {
 				server_fail_client(s, "08P01", "server sent an oversized reply");
 				return false;
 			}
-			look = false; /* a huge ParameterStatus or row description */
+			look = false; /* a huge ParameterStatus or tag: passed on */
 		}
 		struct rq_entry *e = rq_head(&s->rq);
 		uint8_t want = 0; /* the request this reply completes */
