@@ -1,6 +1,7 @@
 #include <config.h>
 
 #include "auth/scram.h"
+#include "auth/scram_int.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -13,13 +14,6 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stringprep.h>
-
-#define SECRET_PREFIX "SCRAM-SHA-256$"
-#define NONCE_RAW_LEN 18
-#define KEY_B64_LEN 44 /* base64 of SCRAM_KEY_LEN bytes */
-
-/* Exchange steps; STEP_OVER after a failure or the last message. */
-enum { STEP_INIT = 0, STEP_FIRST, STEP_FINAL, STEP_OVER };
 
 const char *scram_status_name(enum scram_status st)
 {
@@ -128,14 +122,14 @@ long b64_decode(const char *in, size_t len, uint8_t *out, size_t out_len)
 
 /* ------------------------------------------------------------ primitives */
 
-static bool sha256(const void *data, size_t len, uint8_t out[SCRAM_KEY_LEN])
+bool scram_sha256(const void *data, size_t len, uint8_t out[SCRAM_KEY_LEN])
 {
 	unsigned int n = 0;
 	return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == SCRAM_KEY_LEN;
 }
 
-static bool hmac256(const uint8_t *key, size_t key_len, const void *data, size_t len,
-                    uint8_t out[SCRAM_KEY_LEN])
+bool scram_hmac256(const uint8_t *key, size_t key_len, const void *data, size_t len,
+                   uint8_t out[SCRAM_KEY_LEN])
 {
 	static const uint8_t empty_key[1];
 	unsigned int n = 0;
@@ -169,7 +163,7 @@ static char *prep_password(const char *password)
 	return strdup(password);
 }
 
-static void free_secret_string(char *s)
+void scram_free_secret_string(char *s)
 {
 	if (s != NULL) {
 		OPENSSL_cleanse(s, strlen(s));
@@ -193,16 +187,16 @@ bool scram_salted_password(const char *password, const uint8_t *salt, size_t sal
 	ok = plen <= INT_MAX &&
 	        PKCS5_PBKDF2_HMAC(prepped, (int)plen, salt, (int)salt_len, iterations, EVP_sha256(),
 	                          SCRAM_KEY_LEN, out) == 1;
-	free_secret_string(prepped);
+	scram_free_secret_string(prepped);
 	return ok;
 }
 
 /* ClientKey and ServerKey from SaltedPassword. */
-static bool keys_from_salted(const uint8_t salted[SCRAM_KEY_LEN], uint8_t client_key[SCRAM_KEY_LEN],
-                             uint8_t server_key[SCRAM_KEY_LEN])
+bool scram_keys_from_salted(const uint8_t salted[SCRAM_KEY_LEN], uint8_t client_key[SCRAM_KEY_LEN],
+                            uint8_t server_key[SCRAM_KEY_LEN])
 {
-	return hmac256(salted, SCRAM_KEY_LEN, "Client Key", 10, client_key) &&
-	        hmac256(salted, SCRAM_KEY_LEN, "Server Key", 10, server_key);
+	return scram_hmac256(salted, SCRAM_KEY_LEN, "Client Key", 10, client_key) &&
+	        scram_hmac256(salted, SCRAM_KEY_LEN, "Server Key", 10, server_key);
 }
 
 /* ---------------------------------------------------------------- secrets */
@@ -219,8 +213,8 @@ bool scram_secret_from_password(const char *password, const uint8_t *salt, size_
 		return false;
 	if (!scram_salted_password(password, salt, salt_len, iterations, salted))
 		goto out;
-	if (!keys_from_salted(salted, client_key, tmp.server_key) ||
-	    !sha256(client_key, SCRAM_KEY_LEN, tmp.stored_key))
+	if (!scram_keys_from_salted(salted, client_key, tmp.server_key) ||
+	    !scram_sha256(client_key, SCRAM_KEY_LEN, tmp.stored_key))
 		goto out;
 	tmp.iterations = iterations;
 	memcpy(tmp.salt, salt, salt_len);
@@ -235,7 +229,7 @@ out:
 }
 
 /* A positive decimal without sign or leading zero, at most `max`. */
-static bool parse_count(const char *s, size_t len, long max, long *out)
+bool scram_parse_count(const char *s, size_t len, long max, long *out)
 {
 	long v = 0;
 
@@ -252,7 +246,7 @@ static bool parse_count(const char *s, size_t len, long max, long *out)
 }
 
 /* Decode exactly one key. */
-static bool decode_key(const char *s, size_t len, uint8_t out[SCRAM_KEY_LEN])
+bool scram_decode_key(const char *s, size_t len, uint8_t out[SCRAM_KEY_LEN])
 {
 	return len == KEY_B64_LEN && b64_decode(s, len, out, SCRAM_KEY_LEN) == SCRAM_KEY_LEN;
 }
@@ -269,7 +263,7 @@ bool scram_parse_secret(const char *s, struct scram_secret *out)
 	memset(&tmp, 0, sizeof(tmp));
 	p = s + strlen(SECRET_PREFIX);
 	colon = strchr(p, ':');
-	if (colon == NULL || !parse_count(p, (size_t)(colon - p), INT_MAX, &iter))
+	if (colon == NULL || !scram_parse_count(p, (size_t)(colon - p), INT_MAX, &iter))
 		goto out;
 	tmp.iterations = (int)iter;
 	p = colon + 1;
@@ -282,10 +276,10 @@ bool scram_parse_secret(const char *s, struct scram_secret *out)
 	tmp.salt_len = (size_t)n;
 	p = dollar + 1;
 	colon = strchr(p, ':');
-	if (colon == NULL || !decode_key(p, (size_t)(colon - p), tmp.stored_key))
+	if (colon == NULL || !scram_decode_key(p, (size_t)(colon - p), tmp.stored_key))
 		goto out;
 	p = colon + 1;
-	if (!decode_key(p, strlen(p), tmp.server_key))
+	if (!scram_decode_key(p, strlen(p), tmp.server_key))
 		goto out;
 	*out = tmp;
 	ok = true;
@@ -329,13 +323,7 @@ out:
 
 /* --------------------------------------------------------- message parsing */
 
-/* Attributes of a SCRAM message: "a=value" separated by ','. */
-struct cursor {
-	const char *p, *end;
-	bool after_comma; /* a ',' was consumed: another attribute must follow */
-};
-
-static void cursor_init(struct cursor *c, const char *p, size_t len)
+void scram_cursor_init(struct cursor *c, const char *p, size_t len)
 {
 	c->p = p;
 	c->end = p + len;
@@ -348,7 +336,7 @@ static bool is_alpha(char c)
 }
 
 /* 1: an attribute was read; 0: clean end of message; -1: malformed. */
-static int next_attr(struct cursor *c, char *name, const char **val, size_t *val_len)
+int scram_next_attr(struct cursor *c, char *name, const char **val, size_t *val_len)
 {
 	const char *start = c->p, *comma;
 	size_t len;
@@ -368,29 +356,29 @@ static int next_attr(struct cursor *c, char *name, const char **val, size_t *val
 }
 
 /* Read the attribute `want`; false if it is something else or missing. */
-static bool expect_attr(struct cursor *c, char want, const char **val, size_t *val_len)
+bool scram_expect_attr(struct cursor *c, char want, const char **val, size_t *val_len)
 {
 	char name;
-	return next_attr(c, &name, val, val_len) == 1 && name == want;
+	return scram_next_attr(c, &name, val, val_len) == 1 && name == want;
 }
 
 /* Skip extensions to the end of the message.  "m=" (reserved, RFC 5802
  * section 5.1) makes the message malformed; other ones are ignored. */
-static bool skip_extensions(struct cursor *c)
+bool scram_skip_extensions(struct cursor *c)
 {
 	char name;
 	const char *val;
 	size_t len;
 	int r;
 
-	while ((r = next_attr(c, &name, &val, &len)) == 1)
+	while ((r = scram_next_attr(c, &name, &val, &len)) == 1)
 		if (name == 'm')
 			return false;
 	return r == 0;
 }
 
 /* A nonce: printable ASCII except ','. */
-static bool valid_nonce(const char *s, size_t len)
+bool scram_valid_nonce(const char *s, size_t len)
 {
 	if (len == 0)
 		return false;
@@ -401,13 +389,13 @@ static bool valid_nonce(const char *s, size_t len)
 }
 
 /* A message: bounded, no NUL bytes (they have no place in SCRAM text). */
-static bool message_ok(const uint8_t *in, size_t in_len)
+bool scram_message_ok(const uint8_t *in, size_t in_len)
 {
 	return in != NULL && in_len > 0 && in_len <= SCRAM_MAX_MESSAGE &&
 	        memchr(in, '\0', in_len) == NULL;
 }
 
-static bool random_nonce(char *out, size_t out_len)
+bool scram_random_nonce(char *out, size_t out_len)
 {
 	uint8_t raw[NONCE_RAW_LEN];
 	bool ok =
@@ -416,18 +404,18 @@ static bool random_nonce(char *out, size_t out_len)
 	return ok;
 }
 
-static bool set_nonce(char *dst, size_t dst_size, const char *nonce)
+bool scram_set_nonce(char *dst, size_t dst_size, const char *nonce)
 {
 	size_t len = nonce != NULL ? strlen(nonce) : 0;
-	if (len == 0 || len >= dst_size || !valid_nonce(nonce, len))
+	if (len == 0 || len >= dst_size || !scram_valid_nonce(nonce, len))
 		return false;
 	memcpy(dst, nonce, len + 1);
 	return true;
 }
 
 /* malloc'd a "," b "," c, NUL-terminated, for the AuthMessage. */
-static char *join3(const char *a, size_t a_len, const char *b, size_t b_len, const char *c,
-                   size_t c_len, size_t *out_len)
+char *scram_join3(const char *a, size_t a_len, const char *b, size_t b_len, const char *c,
+                  size_t c_len, size_t *out_len)
 {
 	size_t len = a_len + 1 + b_len + 1 + c_len;
 	char *s = malloc(len + 1);
@@ -444,10 +432,7 @@ static char *join3(const char *a, size_t a_len, const char *b, size_t b_len, con
 }
 
 /* malloc'd copy of a formatted string; NULL when out of memory. */
-static char *dup_printf(size_t *out_len, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-
-static char *dup_printf(size_t *out_len, const char *fmt, ...)
+char *scram_dup_printf(size_t *out_len, const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
@@ -466,6 +451,27 @@ static char *dup_printf(size_t *out_len, const char *fmt, ...)
 	va_end(ap);
 	*out_len = (size_t)n;
 	return s;
+}
+
+/* The gs2 header for a gs2-cbind-flag (no authzid). */
+const char *scram_gs2_header(char flag)
+{
+	return flag == 'p' ? GS2_HEADER_P : flag == 'y' ? "y,," : "n,,";
+}
+
+/* The c= value: gs2 header, then the binding data with 'p'.  Returns the raw
+ * length written to `raw` (CBIND_MAX bytes). */
+size_t scram_cbind_input(char flag, const uint8_t *cb_data, size_t cb_len, uint8_t *raw)
+{
+	const char *hdr = scram_gs2_header(flag);
+	size_t len = strlen(hdr);
+
+	memcpy(raw, hdr, len);
+	if (flag == 'p') {
+		memcpy(raw + len, cb_data, cb_len);
+		len += cb_len;
+	}
+	return len;
 }
 
 /* ---------------------------------------------------------- server side */
@@ -488,7 +494,7 @@ void scram_server_init(struct scram_server *s, const struct scram_secret *secret
 	s->secret.salt_len = 16;
 	if (user == NULL)
 		user = "";
-	if (hmac256(mock_seed, mock_seed_len, user, strlen(user), mac))
+	if (scram_hmac256(mock_seed, mock_seed_len, user, strlen(user), mac))
 		memcpy(s->secret.salt, mac, s->secret.salt_len);
 	/* A failed RAND_bytes leaves zero keys: the mock still fails. */
 	if (RAND_bytes(s->secret.stored_key, SCRAM_KEY_LEN) != 1 ||
@@ -499,13 +505,134 @@ void scram_server_init(struct scram_server *s, const struct scram_secret *secret
 
 bool scram_server_set_nonce(struct scram_server *s, const char *nonce)
 {
-	return s->step == STEP_INIT && set_nonce(s->server_nonce, sizeof(s->server_nonce), nonce);
+	return s->step == STEP_INIT &&
+	        scram_set_nonce(s->server_nonce, sizeof(s->server_nonce), nonce);
 }
 
-static enum scram_status server_over(struct scram_server *s, enum scram_status st)
+/* End the exchange with `st`, keeping the first reason. */
+static enum scram_status server_over(struct scram_server *s, enum scram_status st, const char *why)
 {
 	s->step = STEP_OVER;
+	if (s->error == NULL)
+		s->error = why;
 	return st;
+}
+
+void scram_server_set_channel_binding(struct scram_server *s, const uint8_t *cb_data, size_t len)
+{
+	if (s->step != STEP_INIT || cb_data == NULL || len == 0 || len > SCRAM_MAX_CB_DATA) {
+		server_over(s, SCRAM_PROTO, "invalid channel binding data from the caller");
+		return;
+	}
+	memcpy(s->cb_data, cb_data, len);
+	s->cb_len = len;
+}
+
+size_t scram_server_mechanisms(const struct scram_server *s, const char *out[SCRAM_MAX_MECHANISMS])
+{
+	size_t n = 0;
+
+	if (s->cb_len > 0)
+		out[n++] = SCRAM_MECHANISM_PLUS;
+	out[n++] = SCRAM_MECHANISM;
+	return n;
+}
+
+bool scram_server_set_mechanism(struct scram_server *s, const char *mechanism)
+{
+	if (s->step != STEP_INIT || mechanism == NULL) {
+		server_over(s, SCRAM_PROTO, "SASL mechanism chosen out of order");
+		return false;
+	}
+	if (strcmp(mechanism, SCRAM_MECHANISM) == 0) {
+		s->plus = false;
+		return true;
+	}
+	if (strcmp(mechanism, SCRAM_MECHANISM_PLUS) == 0 && s->cb_len > 0) {
+		s->plus = true;
+		return true;
+	}
+	server_over(s, SCRAM_PROTO, "client selected a SASL mechanism that was not offered");
+	return false;
+}
+
+const char *scram_server_error(const struct scram_server *s)
+{
+	return s->error;
+}
+
+/* The gs2 header at the start of a client-first-message, checked as
+ * PostgreSQL does: sets s->gs2_flag and *bare (after the header), or ends
+ * the exchange. */
+static enum scram_status server_gs2_header(struct scram_server *s, const char *p, const char *end,
+                                           const char **bare)
+{
+	const char *name, *comma;
+	char flag = p[0];
+
+	switch (flag) {
+	case 'n':
+	case 'y':
+		p++;
+		break;
+	case 'p':
+		if (end - p < 2 || p[1] != '=')
+			return server_over(s, SCRAM_PROTO, "malformed gs2 header");
+		if (!s->plus)
+			return server_over(s, SCRAM_PROTO,
+			                   "client sent channel binding data but did not "
+			                   "select " SCRAM_MECHANISM_PLUS);
+		name = p + 2;
+		comma = memchr(name, ',', (size_t)(end - name));
+		if (comma == NULL)
+			return server_over(s, SCRAM_PROTO, "malformed gs2 header");
+		if ((size_t)(comma - name) != strlen(SCRAM_CB_TYPE) ||
+		    memcmp(name, SCRAM_CB_TYPE, strlen(SCRAM_CB_TYPE)) != 0)
+			return server_over(s, SCRAM_PROTO, "unsupported channel binding type");
+		p = comma;
+		break;
+	default:
+		return server_over(s, SCRAM_PROTO,
+		                   "malformed gs2 header: unknown channel binding flag");
+	}
+	/* "," [authzid] "," with an empty authzid. */
+	if (p == end || *p != ',')
+		return server_over(s, SCRAM_PROTO, "malformed gs2 header");
+	p++;
+	if (p < end && *p == 'a')
+		return server_over(s, SCRAM_PROTO, "authorization identity not supported");
+	if (p == end || *p != ',')
+		return server_over(s, SCRAM_PROTO, "malformed gs2 header");
+	if (flag == 'y' && s->cb_len > 0)
+		return server_over(s, SCRAM_FAIL,
+		                   "channel binding downgrade: the client supports "
+		                   "channel binding but thinks the server does not");
+	if (s->plus && flag != 'p')
+		return server_over(s, SCRAM_PROTO,
+		                   "client selected " SCRAM_MECHANISM_PLUS
+		                   " but sent no channel binding data");
+	s->gs2_flag = flag;
+	*bare = p + 1;
+	return SCRAM_CONTINUE;
+}
+
+/* The c= value of a client-final-message: the base64 of the gs2 header and,
+ * with 'p', of the channel binding data. */
+static enum scram_status server_check_cbind(struct scram_server *s, const char *val, size_t len)
+{
+	uint8_t want[CBIND_MAX], got[CBIND_MAX];
+	size_t hdr_len = strlen(scram_gs2_header(s->gs2_flag));
+	size_t want_len = scram_cbind_input(s->gs2_flag, s->cb_data, s->cb_len, want);
+	long n = b64_decode(val, len, got, sizeof(got));
+
+	if (n < (long)hdr_len || memcmp(got, want, hdr_len) != 0)
+		return server_over(s, SCRAM_PROTO, "c= does not match the gs2 header");
+	if ((size_t)n != want_len ||
+	    CRYPTO_memcmp(got + hdr_len, want + hdr_len, want_len - hdr_len) != 0)
+		return s->gs2_flag == 'p'
+		        ? server_over(s, SCRAM_FAIL, "channel binding check failed")
+		        : server_over(s, SCRAM_PROTO, "c= does not match the gs2 header");
+	return SCRAM_CONTINUE;
 }
 
 enum scram_status scram_server_first(struct scram_server *s, const uint8_t *in, size_t in_len,
@@ -513,60 +640,61 @@ enum scram_status scram_server_first(struct scram_server *s, const uint8_t *in, 
 {
 	const char *p = (const char *)in, *end, *val;
 	char salt_b64[SCRAM_MAX_SALT / 3 * 4 + 8];
+	enum scram_status st;
 	struct cursor c;
 	size_t val_len, cn_len, sn_len;
-	char flag, name;
+	char name;
 
 	*out = NULL;
 	*out_len = 0;
-	if (s->step != STEP_INIT || !message_ok(in, in_len))
-		return server_over(s, SCRAM_PROTO);
+	if (s->step != STEP_INIT)
+		return server_over(s, SCRAM_PROTO, "client-first-message out of order");
+	if (!scram_message_ok(in, in_len))
+		return server_over(s, SCRAM_PROTO, "malformed client-first-message");
 	end = p + in_len;
 
-	/* gs2-header: "n,," or "y,," ("p=..." is channel binding, ",a=..." an
-	 * authorization identity: neither is supported). */
-	if (in_len < 3 || (p[0] != 'n' && p[0] != 'y') || p[1] != ',' || p[2] != ',')
-		return server_over(s, SCRAM_PROTO);
-	flag = p[0];
-	p += 3;
+	/* gs2-header: "n,,", "y,," or "p=tls-server-end-point,," */
+	st = server_gs2_header(s, p, end, &p);
+	if (st != SCRAM_CONTINUE)
+		return st;
 
 	/* client-first-message-bare: [m=...,] n=user,r=nonce[,extensions] */
-	cursor_init(&c, p, (size_t)(end - p));
-	if (next_attr(&c, &name, &val, &val_len) != 1 || name != 'n')
-		return server_over(s, SCRAM_PROTO); /* includes "m=" */
-	if (!expect_attr(&c, 'r', &val, &val_len) || !valid_nonce(val, val_len) ||
-	    val_len >= sizeof(s->client_nonce) || !skip_extensions(&c))
-		return server_over(s, SCRAM_PROTO);
+	scram_cursor_init(&c, p, (size_t)(end - p));
+	if (scram_next_attr(&c, &name, &val, &val_len) != 1 || name != 'n') /* includes "m=" */
+		return server_over(s, SCRAM_PROTO, "malformed client-first-message");
+	if (!scram_expect_attr(&c, 'r', &val, &val_len) || !scram_valid_nonce(val, val_len) ||
+	    val_len >= sizeof(s->client_nonce) || !scram_skip_extensions(&c))
+		return server_over(s, SCRAM_PROTO, "malformed client-first-message");
 	memcpy(s->client_nonce, val, val_len);
 	s->client_nonce[val_len] = '\0';
 	cn_len = val_len;
 
-	if (s->server_nonce[0] == '\0' && !random_nonce(s->server_nonce, sizeof(s->server_nonce)))
-		return server_over(s, SCRAM_FAIL);
+	if (s->server_nonce[0] == '\0' &&
+	    !scram_random_nonce(s->server_nonce, sizeof(s->server_nonce)))
+		return server_over(s, SCRAM_FAIL, "could not generate a nonce");
 	sn_len = strlen(s->server_nonce);
 	if (cn_len + sn_len >= sizeof(s->nonce))
-		return server_over(s, SCRAM_PROTO);
+		return server_over(s, SCRAM_PROTO, "malformed client-first-message");
 	memcpy(s->nonce, s->client_nonce, cn_len);
 	memcpy(s->nonce + cn_len, s->server_nonce, sn_len + 1);
 
 	if (s->secret.salt_len < 1 || s->secret.salt_len > SCRAM_MAX_SALT ||
 	    b64_encode(s->secret.salt, s->secret.salt_len, salt_b64, sizeof(salt_b64)) == 0)
-		return server_over(s, SCRAM_FAIL);
-	s->gs2_flag = flag;
+		return server_over(s, SCRAM_FAIL, "invalid secret");
 	s->client_first_bare = malloc((size_t)(end - p) + 1);
 	if (s->client_first_bare == NULL)
-		return server_over(s, SCRAM_FAIL);
+		return server_over(s, SCRAM_FAIL, "out of memory");
 	memcpy(s->client_first_bare, p, (size_t)(end - p));
 	s->client_first_bare[end - p] = '\0';
 
 	size_t sf_len = 0;
-	s->server_first =
-	        dup_printf(&sf_len, "r=%s,s=%s,i=%d", s->nonce, salt_b64, s->secret.iterations);
+	s->server_first = scram_dup_printf(&sf_len, "r=%s,s=%s,i=%d", s->nonce, salt_b64,
+	                                   s->secret.iterations);
 	if (s->server_first == NULL)
-		return server_over(s, SCRAM_FAIL);
+		return server_over(s, SCRAM_FAIL, "out of memory");
 	*out = malloc(sf_len + 1);
 	if (*out == NULL)
-		return server_over(s, SCRAM_FAIL);
+		return server_over(s, SCRAM_FAIL, "out of memory");
 	memcpy(*out, s->server_first, sf_len + 1);
 	*out_len = sf_len;
 	s->step = STEP_FIRST;
@@ -577,7 +705,6 @@ enum scram_status scram_server_final(struct scram_server *s, const uint8_t *in, 
                                      char **out, size_t *out_len)
 {
 	const char *msg = (const char *)in, *val, *proof_b64 = NULL;
-	const char *cbind = s->gs2_flag == 'y' ? "eSws" : "biws"; /* "y,," / "n,," */
 	uint8_t proof[SCRAM_KEY_LEN], sig[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN],
 	        stored[SCRAM_KEY_LEN], server_sig[SCRAM_KEY_LEN];
 	char sig_b64[KEY_B64_LEN + 1];
@@ -585,26 +712,31 @@ enum scram_status scram_server_final(struct scram_server *s, const uint8_t *in, 
 	enum scram_status st = SCRAM_PROTO;
 	struct cursor c;
 	char *auth_message = NULL;
+	const char *why = NULL;
 	char name;
 	int r;
 
 	*out = NULL;
 	*out_len = 0;
-	if (s->step != STEP_FIRST || !message_ok(in, in_len))
-		return server_over(s, SCRAM_PROTO);
+	if (s->step != STEP_FIRST)
+		return server_over(s, SCRAM_PROTO, "client-final-message out of order");
+	if (!scram_message_ok(in, in_len))
+		return server_over(s, SCRAM_PROTO, "malformed client-final-message");
 	s->step = STEP_OVER;
 
 	/* c=<cbind>,r=<nonce>[,extensions],p=<proof> */
-	cursor_init(&c, msg, in_len);
-	if (!expect_attr(&c, 'c', &val, &val_len) || val_len != strlen(cbind) ||
-	    memcmp(val, cbind, val_len) != 0)
-		return SCRAM_PROTO;
-	if (!expect_attr(&c, 'r', &val, &val_len) || val_len != strlen(s->nonce) ||
+	scram_cursor_init(&c, msg, in_len);
+	if (!scram_expect_attr(&c, 'c', &val, &val_len))
+		return server_over(s, SCRAM_PROTO, "malformed client-final-message");
+	st = server_check_cbind(s, val, val_len);
+	if (st != SCRAM_CONTINUE)
+		return st;
+	if (!scram_expect_attr(&c, 'r', &val, &val_len) || val_len != strlen(s->nonce) ||
 	    memcmp(val, s->nonce, val_len) != 0)
-		return SCRAM_PROTO;
-	while ((r = next_attr(&c, &name, &val, &val_len)) == 1) {
+		return server_over(s, SCRAM_PROTO, "wrong nonce in client-final-message");
+	while ((r = scram_next_attr(&c, &name, &val, &val_len)) == 1) {
 		if (name == 'm')
-			return SCRAM_PROTO;
+			return server_over(s, SCRAM_PROTO, "malformed client-final-message");
 		if (name == 'p') {
 			proof_b64 = val;
 			proof_len = val_len;
@@ -613,35 +745,42 @@ enum scram_status scram_server_final(struct scram_server *s, const uint8_t *in, 
 		}
 	}
 	/* The proof is last, and decodes to exactly one key. */
-	if (proof_b64 == NULL || next_attr(&c, &name, &val, &val_len) != 0 ||
-	    !decode_key(proof_b64, proof_len, proof))
-		return SCRAM_PROTO;
+	if (proof_b64 == NULL || scram_next_attr(&c, &name, &val, &val_len) != 0 ||
+	    !scram_decode_key(proof_b64, proof_len, proof))
+		return server_over(s, SCRAM_PROTO, "malformed client proof");
 
 	st = SCRAM_FAIL;
-	auth_message = join3(s->client_first_bare, strlen(s->client_first_bare), s->server_first,
-	                     strlen(s->server_first), msg, without_proof_len, &am_len);
+	why = "out of memory or crypto library error";
+	auth_message =
+	        scram_join3(s->client_first_bare, strlen(s->client_first_bare), s->server_first,
+	                    strlen(s->server_first), msg, without_proof_len, &am_len);
 	if (auth_message == NULL ||
-	    !hmac256(s->secret.stored_key, SCRAM_KEY_LEN, auth_message, am_len, sig))
+	    !scram_hmac256(s->secret.stored_key, SCRAM_KEY_LEN, auth_message, am_len, sig))
 		goto out;
 	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
 		client_key[i] = proof[i] ^ sig[i];
-	if (!sha256(client_key, SCRAM_KEY_LEN, stored) ||
-	    !hmac256(s->secret.server_key, SCRAM_KEY_LEN, auth_message, am_len, server_sig))
+	if (!scram_sha256(client_key, SCRAM_KEY_LEN, stored) ||
+	    !scram_hmac256(s->secret.server_key, SCRAM_KEY_LEN, auth_message, am_len, server_sig))
 		goto out;
 	/* Compare whatever the secret, so a mock costs the same. */
 	bool match = CRYPTO_memcmp(stored, s->secret.stored_key, SCRAM_KEY_LEN) == 0;
-	if (!match || s->mock)
+	if (!match || s->mock) {
+		why = "invalid client proof";
 		goto out;
+	}
 	if (b64_encode(server_sig, SCRAM_KEY_LEN, sig_b64, sizeof(sig_b64)) == 0)
 		goto out;
-	*out = dup_printf(out_len, "v=%s", sig_b64);
+	*out = scram_dup_printf(out_len, "v=%s", sig_b64);
 	if (*out == NULL) {
 		*out_len = 0;
 		goto out;
 	}
 	memcpy(s->client_key, client_key, SCRAM_KEY_LEN);
+	s->cb_used = s->gs2_flag == 'p';
 	st = SCRAM_DONE;
 out:
+	if (st != SCRAM_DONE)
+		server_over(s, st, why);
 	free(auth_message);
 	OPENSSL_cleanse(proof, sizeof(proof));
 	OPENSSL_cleanse(sig, sizeof(sig));
@@ -657,196 +796,4 @@ void scram_server_clear(struct scram_server *s)
 	free(s->client_first_bare);
 	free(s->server_first);
 	OPENSSL_cleanse(s, sizeof(*s));
-}
-
-/* ---------------------------------------------------------- client side */
-
-void scram_client_init_password(struct scram_client *c, const char *password)
-{
-	memset(c, 0, sizeof(*c));
-	c->step = STEP_INIT;
-	/* Out of memory leaves no password: scram_client_first() then fails. */
-	if (password != NULL)
-		c->password = strdup(password);
-}
-
-void scram_client_init_keys(struct scram_client *c, const uint8_t client_key[SCRAM_KEY_LEN],
-                            const uint8_t server_key[SCRAM_KEY_LEN])
-{
-	memset(c, 0, sizeof(*c));
-	c->step = STEP_INIT;
-	memcpy(c->client_key, client_key, SCRAM_KEY_LEN);
-	memcpy(c->server_key, server_key, SCRAM_KEY_LEN);
-	c->have_keys = true;
-}
-
-bool scram_client_set_nonce(struct scram_client *c, const char *nonce)
-{
-	return c->step == STEP_INIT && set_nonce(c->client_nonce, sizeof(c->client_nonce), nonce);
-}
-
-bool scram_client_set_user(struct scram_client *c, const char *user)
-{
-	size_t len = 0;
-	char *e;
-
-	if (c->step != STEP_INIT || user == NULL || strlen(user) > SCRAM_MAX_MESSAGE / 8)
-		return false;
-	/* saslname: ',' is written "=2C" and '=' "=3D" (RFC 5802 section 5.1). */
-	e = malloc(strlen(user) * 3 + 1);
-	if (e == NULL)
-		return false;
-	for (const char *p = user; *p != '\0'; p++) {
-		if (*p == ',' || *p == '=') {
-			memcpy(e + len, *p == ',' ? "=2C" : "=3D", 3);
-			len += 3;
-		} else {
-			e[len++] = *p;
-		}
-	}
-	e[len] = '\0';
-	free(c->user);
-	c->user = e;
-	return true;
-}
-
-static enum scram_status client_over(struct scram_client *c, enum scram_status st)
-{
-	c->step = STEP_OVER;
-	return st;
-}
-
-bool scram_client_first(struct scram_client *c, char **out, size_t *out_len)
-{
-	size_t bare_len = 0;
-
-	*out = NULL;
-	*out_len = 0;
-	if (c->step != STEP_INIT || (c->password == NULL && !c->have_keys)) {
-		c->step = STEP_OVER;
-		return false;
-	}
-	if (c->client_nonce[0] == '\0' && !random_nonce(c->client_nonce, sizeof(c->client_nonce))) {
-		c->step = STEP_OVER;
-		return false;
-	}
-	c->client_first_bare =
-	        dup_printf(&bare_len, "n=%s,r=%s", c->user != NULL ? c->user : "", c->client_nonce);
-	if (c->client_first_bare == NULL) {
-		c->step = STEP_OVER;
-		return false;
-	}
-	*out = dup_printf(out_len, "n,,%s", c->client_first_bare);
-	if (*out == NULL) {
-		*out_len = 0;
-		c->step = STEP_OVER;
-		return false;
-	}
-	c->step = STEP_FIRST;
-	return true;
-}
-
-enum scram_status scram_client_final(struct scram_client *c, const uint8_t *in, size_t in_len,
-                                     char **out, size_t *out_len)
-{
-	const char *msg = (const char *)in, *nonce, *val;
-	uint8_t salt[SCRAM_MAX_SALT], salted[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN],
-	        sig[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
-	char proof_b64[KEY_B64_LEN + 1];
-	char *without_proof = NULL, *auth_message = NULL;
-	size_t nonce_len, val_len, wp_len = 0, am_len = 0, cn_len = strlen(c->client_nonce);
-	enum scram_status st = SCRAM_FAIL;
-	struct cursor cur;
-	long salt_len, iterations;
-
-	*out = NULL;
-	*out_len = 0;
-	if (c->step != STEP_FIRST || !message_ok(in, in_len))
-		return client_over(c, SCRAM_PROTO);
-	c->step = STEP_OVER;
-
-	/* r=<our nonce + server's>,s=<salt>,i=<iterations>[,extensions] */
-	cursor_init(&cur, msg, in_len);
-	if (!expect_attr(&cur, 'r', &nonce, &nonce_len) || nonce_len <= cn_len ||
-	    !valid_nonce(nonce, nonce_len) || memcmp(nonce, c->client_nonce, cn_len) != 0)
-		return SCRAM_PROTO;
-	if (!expect_attr(&cur, 's', &val, &val_len))
-		return SCRAM_PROTO;
-	salt_len = b64_decode(val, val_len, salt, sizeof(salt));
-	if (salt_len < 1)
-		return SCRAM_PROTO;
-	if (!expect_attr(&cur, 'i', &val, &val_len) ||
-	    !parse_count(val, val_len, SCRAM_MAX_ITERATIONS, &iterations) || !skip_extensions(&cur))
-		return SCRAM_PROTO;
-
-	if (!c->have_keys) {
-		if (!scram_salted_password(c->password, salt, (size_t)salt_len, (int)iterations,
-		                           salted) ||
-		    !keys_from_salted(salted, c->client_key, c->server_key))
-			goto out;
-	}
-	without_proof = dup_printf(&wp_len, "c=biws,r=%.*s", (int)nonce_len, nonce);
-	if (without_proof == NULL)
-		goto out;
-	auth_message = join3(c->client_first_bare, strlen(c->client_first_bare), msg, in_len,
-	                     without_proof, wp_len, &am_len);
-	if (auth_message == NULL || !sha256(c->client_key, SCRAM_KEY_LEN, stored) ||
-	    !hmac256(stored, SCRAM_KEY_LEN, auth_message, am_len, sig) ||
-	    !hmac256(c->server_key, SCRAM_KEY_LEN, auth_message, am_len,
-	             c->expected_server_signature))
-		goto out;
-	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
-		proof[i] = c->client_key[i] ^ sig[i];
-	if (b64_encode(proof, SCRAM_KEY_LEN, proof_b64, sizeof(proof_b64)) == 0)
-		goto out;
-	*out = dup_printf(out_len, "%s,p=%s", without_proof, proof_b64);
-	if (*out == NULL) {
-		*out_len = 0;
-		goto out;
-	}
-	c->step = STEP_FINAL;
-	st = SCRAM_CONTINUE;
-out:
-	free(without_proof);
-	free(auth_message);
-	OPENSSL_cleanse(salted, sizeof(salted));
-	OPENSSL_cleanse(stored, sizeof(stored));
-	OPENSSL_cleanse(sig, sizeof(sig));
-	OPENSSL_cleanse(proof, sizeof(proof));
-	OPENSSL_cleanse(proof_b64, sizeof(proof_b64));
-	return st;
-}
-
-enum scram_status scram_client_verify(struct scram_client *c, const uint8_t *in, size_t in_len)
-{
-	uint8_t sig[SCRAM_KEY_LEN];
-	const char *val;
-	size_t val_len;
-	struct cursor cur;
-	char name;
-	bool match;
-
-	if (c->step != STEP_FINAL || !message_ok(in, in_len))
-		return client_over(c, SCRAM_PROTO);
-	c->step = STEP_OVER;
-
-	/* (e=<error> / v=<signature>)[,extensions] */
-	cursor_init(&cur, (const char *)in, in_len);
-	if (next_attr(&cur, &name, &val, &val_len) != 1)
-		return SCRAM_PROTO;
-	if (name == 'e')
-		return SCRAM_FAIL;
-	if (name != 'v' || !decode_key(val, val_len, sig) || !skip_extensions(&cur))
-		return SCRAM_PROTO;
-	match = CRYPTO_memcmp(sig, c->expected_server_signature, SCRAM_KEY_LEN) == 0;
-	OPENSSL_cleanse(sig, sizeof(sig));
-	return match ? SCRAM_DONE : SCRAM_FAIL;
-}
-
-void scram_client_clear(struct scram_client *c)
-{
-	free_secret_string(c->password);
-	free(c->user);
-	free(c->client_first_bare);
-	OPENSSL_cleanse(c, sizeof(*c));
 }

@@ -1,6 +1,15 @@
-/* SCRAM-SHA-256 (RFC 5802, RFC 7677) without channel binding, both ways:
+/* SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802, RFC 7677), both ways:
  * pgmoat as the server (clients log in to pgmoat) and as the client (pgmoat
  * logs in to PostgreSQL).
+ *
+ * Channel binding is of type tls-server-end-point only (RFC 5929 section 4),
+ * as PostgreSQL implements it: the binding data is the hash of the TLS
+ * server's certificate (the caller computes it; this module never sees TLS).
+ * The gs2 header is "p=tls-server-end-point,," with SCRAM-SHA-256-PLUS,
+ * "n,," (no channel binding) or "y,," (the client could bind but thinks the
+ * server cannot); the client-final-message's c= is the base64 of the gs2
+ * header followed, with 'p', by the binding data.  An authorization
+ * identity (a=) is always refused.
  *
  * All inputs from the network come with explicit lengths and are parsed as
  * hostile.  Secrets are zeroed by scram_*_clear().
@@ -16,6 +25,12 @@
 #define SCRAM_MAX_SALT 64
 #define SCRAM_DEFAULT_ITERATIONS 4096
 #define SCRAM_MECHANISM "SCRAM-SHA-256"
+#define SCRAM_MECHANISM_PLUS "SCRAM-SHA-256-PLUS"
+/* The only channel binding type, and the most mechanisms ever offered. */
+#define SCRAM_CB_TYPE "tls-server-end-point"
+#define SCRAM_MAX_MECHANISMS 2
+/* Channel binding data: a certificate hash, at most SHA-512's 64 bytes. */
+#define SCRAM_MAX_CB_DATA 64
 /* The most iterations pgmoat computes as a client (a server asking for more
  * is refused as malformed, to bound the CPU a server can make us spend). */
 #define SCRAM_MAX_ITERATIONS 10000000
@@ -49,9 +64,11 @@ bool scram_format_secret(const struct scram_secret *s, char *out, size_t out_len
 
 /* Statuses.  SCRAM_CONTINUE: send the output and wait for the next message;
  * SCRAM_DONE: authenticated; SCRAM_FAIL: wrong password (or unknown user with
- * a mock secret), a server that failed to prove itself, or an internal
- * failure (out of memory, crypto library error) -- never a success;
- * SCRAM_PROTO: malformed message or call out of order.
+ * a mock secret), a server that failed to prove itself, channel binding data
+ * that does not match or a channel binding downgrade, or an internal failure
+ * (out of memory, crypto library error) -- never a success; SCRAM_PROTO:
+ * malformed message, a gs2 header the mechanism does not allow, or a call out
+ * of order.
  * After SCRAM_FAIL or SCRAM_PROTO the exchange is over: every later call
  * returns SCRAM_PROTO.  Except on SCRAM_CONTINUE (and SCRAM_DONE from
  * scram_server_final), *out is NULL and *out_len 0. */
@@ -74,7 +91,12 @@ struct scram_server {
 	int step;
 	struct scram_secret secret;
 	bool mock; /* unknown user: run the exchange, fail at the end */
-	char gs2_flag; /* 'n' or 'y', from the client-first-message */
+	bool plus; /* the client chose SCRAM-SHA-256-PLUS */
+	uint8_t cb_data[SCRAM_MAX_CB_DATA]; /* tls-server-end-point hash, if TLS */
+	size_t cb_len; /* 0: no channel binding offered */
+	bool cb_used; /* on SCRAM_DONE: the client proved the channel binding */
+	const char *error; /* why SCRAM_FAIL or SCRAM_PROTO, or NULL */
+	char gs2_flag; /* 'n', 'y' or 'p', from the client-first-message */
 	char *client_first_bare;
 	char *server_first;
 	char client_nonce[128];
@@ -91,17 +113,47 @@ struct scram_server {
  * salts from real ones, a changing one would show as a changing salt. */
 void scram_server_init(struct scram_server *s, const struct scram_secret *secret, const char *user,
                        const uint8_t *mock_seed, size_t mock_seed_len);
+/* After init, when the client's connection is TLS: `cb_data` is the
+ * tls-server-end-point hash of pgmoat's certificate, 1..SCRAM_MAX_CB_DATA
+ * bytes (copied).  This offers SCRAM-SHA-256-PLUS and makes a 'y' gs2 flag a
+ * downgrade.  Bad arguments, or a call after scram_server_first(), end the
+ * exchange (every later call returns SCRAM_PROTO): never a silent
+ * exchange without channel binding. */
+void scram_server_set_channel_binding(struct scram_server *s, const uint8_t *cb_data, size_t len);
+/* The mechanisms to offer in AuthenticationSASL, best first, into `out`:
+ * SCRAM_MECHANISM_PLUS (only with channel binding data) and SCRAM_MECHANISM.
+ * Returns how many (1 or 2). */
+size_t scram_server_mechanisms(const struct scram_server *s, const char *out[SCRAM_MAX_MECHANISMS]);
+/* The mechanism the client chose in SASLInitialResponse (NUL-terminated),
+ * before scram_server_first().  Without this call the mechanism is
+ * SCRAM-SHA-256.  False (and the exchange is over) for a mechanism that was
+ * not offered: anything but the two names, or -PLUS without channel binding
+ * data. */
+bool scram_server_set_mechanism(struct scram_server *s, const char *mechanism)
+        __attribute__((warn_unused_result));
 /* client-first-message in, server-first-message out (malloc'd, *out_len).
- * The gs2 header must be "n,," or "y,,": channel binding ('p') and an
- * authorization identity are refused.  The n= user name is ignored (the
+ * The gs2 header, as PostgreSQL checks it:
+ *   "p=tls-server-end-point,,"  only with SCRAM-SHA-256-PLUS (otherwise
+ *                               SCRAM_PROTO), which requires it; another
+ *                               channel binding type is SCRAM_PROTO;
+ *   "y,,"                       SCRAM_FAIL (a downgrade) if channel binding
+ *                               data was set, accepted otherwise;
+ *   "n,,"                       accepted with SCRAM-SHA-256.
+ * An authorization identity is refused.  The n= user name is ignored (the
  * user comes from the startup packet). */
 enum scram_status scram_server_first(struct scram_server *s, const uint8_t *in, size_t in_len,
                                      char **out, size_t *out_len);
-/* client-final-message in, server-final-message out.  SCRAM_DONE on a good
- * proof, with s->client_key filled in (with s->secret.server_key, the keys
- * for passthrough to PostgreSQL). */
+/* client-final-message in, server-final-message out.  c= must be the
+ * base64 of the gs2 header (and, with 'p', the channel binding data,
+ * compared in constant time): another header is SCRAM_PROTO, other binding
+ * data SCRAM_FAIL.  SCRAM_DONE on a good proof, with s->client_key filled in
+ * (with s->secret.server_key, the keys for passthrough to PostgreSQL) and
+ * s->cb_used telling whether channel binding was used. */
 enum scram_status scram_server_final(struct scram_server *s, const uint8_t *in, size_t in_len,
                                      char **out, size_t *out_len);
+/* Why the exchange ended in SCRAM_FAIL or SCRAM_PROTO, for the log (a
+ * static string, no secret in it); NULL if it did not. */
+const char *scram_server_error(const struct scram_server *s);
 void scram_server_clear(struct scram_server *s);
 
 /* --- pgmoat as SCRAM client (logging in to PostgreSQL) --- */
@@ -113,6 +165,9 @@ struct scram_client {
 	uint8_t client_key[SCRAM_KEY_LEN];
 	uint8_t server_key[SCRAM_KEY_LEN];
 	char *user; /* escaped saslname for n=, NULL for the empty name */
+	char gs2_flag; /* 'n' (default), 'y' or 'p' */
+	uint8_t cb_data[SCRAM_MAX_CB_DATA]; /* with 'p' */
+	size_t cb_len;
 	char client_nonce[64];
 	char *client_first_bare;
 	uint8_t expected_server_signature[SCRAM_KEY_LEN];
@@ -125,6 +180,23 @@ void scram_client_init_keys(struct scram_client *c, const uint8_t client_key[SCR
  * ignores it, so by default it is empty ("n,,n=,r=...", as libpq sends). */
 bool scram_client_set_user(struct scram_client *c, const char *user)
         __attribute__((warn_unused_result));
+/* Optional, before scram_client_first(), on a TLS connection to a server
+ * that offered SCRAM-SHA-256-PLUS: `cb_data` is the tls-server-end-point
+ * hash of the server's certificate, 1..SCRAM_MAX_CB_DATA bytes (copied).
+ * The gs2 header becomes "p=tls-server-end-point,," and the caller sends
+ * SCRAM_MECHANISM_PLUS (see scram_client_mechanism()).  False on bad
+ * arguments, after scram_client_set_cb_supported(), or too late. */
+bool scram_client_set_channel_binding(struct scram_client *c, const uint8_t *cb_data, size_t len)
+        __attribute__((warn_unused_result));
+/* Optional, before scram_client_first(), on a TLS connection to a server
+ * that did not offer SCRAM-SHA-256-PLUS: send the gs2 flag 'y' ("I could
+ * bind, I think you cannot"), so a server that does support channel binding
+ * detects a downgrade.  False after scram_client_set_channel_binding() or
+ * too late. */
+bool scram_client_set_cb_supported(struct scram_client *c) __attribute__((warn_unused_result));
+/* The mechanism to name in SASLInitialResponse: SCRAM_MECHANISM_PLUS with
+ * channel binding data, SCRAM_MECHANISM otherwise. */
+const char *scram_client_mechanism(const struct scram_client *c);
 /* client-first-message (malloc'd). */
 bool scram_client_first(struct scram_client *c, char **out, size_t *out_len)
         __attribute__((warn_unused_result));

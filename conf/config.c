@@ -314,6 +314,31 @@ static const char *where(const struct loader *ld, const char *name)
 	return w ? w : ld->c->path;
 }
 
+static void validate_tls(struct loader *ld)
+{
+	const struct config *c = ld->c;
+	if (c->client_tls_sslmode != TLS_DISABLE &&
+	    (c->client_tls_key_file[0] == '\0' || c->client_tls_cert_file[0] == '\0'))
+		strlist_addf(ld->errors,
+		             "%s: client_tls_sslmode %s needs client_tls_key_file and "
+		             "client_tls_cert_file",
+		             where(ld, "client_tls_sslmode"), tls_mode_name(c->client_tls_sslmode));
+	if (c->client_tls_sslmode >= TLS_VERIFY_CA && c->client_tls_ca_file[0] == '\0')
+		strlist_addf(ld->errors,
+		             "%s: client_tls_sslmode %s needs client_tls_ca_file (the CA client "
+		             "certificates are checked against)",
+		             where(ld, "client_tls_sslmode"), tls_mode_name(c->client_tls_sslmode));
+	if (c->server_tls_sslmode >= TLS_VERIFY_CA && c->server_tls_ca_file[0] == '\0')
+		strlist_addf(ld->errors,
+		             "%s: server_tls_sslmode %s needs server_tls_ca_file (the CA the "
+		             "server's certificate is checked against)",
+		             where(ld, "server_tls_sslmode"), tls_mode_name(c->server_tls_sslmode));
+	if ((c->server_tls_key_file[0] == '\0') != (c->server_tls_cert_file[0] == '\0'))
+		strlist_addf(ld->errors,
+		             "%s: server_tls_cert_file and server_tls_key_file go together",
+		             where(ld, "server_tls_cert_file"));
+}
+
 static void validate(struct loader *ld)
 {
 	const struct config *c = ld->c;
@@ -321,10 +346,25 @@ static void validate(struct loader *ld)
 		strlist_addf(ld->errors,
 		             "%s: min_pool_size (%d) must not exceed default_pool_size (%d)",
 		             where(ld, "min_pool_size"), c->min_pool_size, c->default_pool_size);
-	if (c->auth_type != AUTH_TRUST && c->auth_file[0] == '\0')
+	if ((c->auth_type == AUTH_MD5 || c->auth_type == AUTH_SCRAM ||
+	     c->auth_type == AUTH_PLAIN) &&
+	    c->auth_file[0] == '\0')
 		strlist_addf(ld->errors,
 		             "%s: auth_type %s needs an auth_file (without one nobody can log in)",
 		             where(ld, "auth_type"), auth_type_name(c->auth_type));
+	if (c->auth_type == AUTH_HBA && c->auth_hba_file[0] == '\0')
+		strlist_addf(ld->errors, "%s: auth_type hba needs an auth_hba_file",
+		             where(ld, "auth_type"));
+	if (c->auth_type == AUTH_CERT &&
+	    (c->client_tls_sslmode == TLS_DISABLE || c->client_tls_ca_file[0] == '\0'))
+		strlist_addf(ld->errors,
+		             "%s: auth_type cert needs client_tls_sslmode other than disable and a "
+		             "client_tls_ca_file to check client certificates against",
+		             where(ld, "auth_type"));
+	validate_tls(ld);
+	if (c->auth_user[0] && c->auth_query[0] == '\0')
+		strlist_addf(ld->errors, "%s: auth_user is set but auth_query is empty",
+		             where(ld, "auth_query"));
 	if (c->listen_addr.n == 0 && c->unix_socket_dir[0] == '\0')
 		strlist_addf(
 		        ld->errors,

@@ -29,7 +29,18 @@
 	X(AUTH_TRUST, "trust")                                                                     \
 	X(AUTH_MD5, "md5")                                                                         \
 	X(AUTH_SCRAM, "scram-sha-256")                                                             \
-	X(AUTH_PLAIN, "plain")
+	X(AUTH_PLAIN, "plain")                                                                     \
+	X(AUTH_CERT, "cert")                                                                       \
+	X(AUTH_HBA, "hba")
+
+/* client_tls_sslmode and server_tls_sslmode, weakest first. */
+#define TLS_MODE_LIST(X)                                                                           \
+	X(TLS_DISABLE, "disable")                                                                  \
+	X(TLS_ALLOW, "allow")                                                                      \
+	X(TLS_PREFER, "prefer")                                                                    \
+	X(TLS_REQUIRE, "require")                                                                  \
+	X(TLS_VERIFY_CA, "verify-ca")                                                              \
+	X(TLS_VERIFY_FULL, "verify-full")
 
 /* What transaction pooling does with SQL that leaves session state it
  * cannot carry to the client's next server (LISTEN, session advisory locks,
@@ -43,10 +54,12 @@
 enum pool_mode { POOL_MODE_LIST(X_ENUM) POOL_MODE_COUNT };
 enum guard_mode { GUARD_MODE_LIST(X_ENUM) GUARD_MODE_COUNT };
 enum auth_type { AUTH_TYPE_LIST(X_ENUM) AUTH_TYPE_COUNT };
+enum tls_mode { TLS_MODE_LIST(X_ENUM) TLS_MODE_COUNT };
 #undef X_ENUM
 
 const char *pool_mode_name(enum pool_mode m);
 const char *auth_type_name(enum auth_type a);
+const char *tls_mode_name(enum tls_mode m);
 
 /* One [databases] entry, pgbouncer syntax:
  *   name = host=H port=P dbname=D user=U password=S pool_size=N pool_mode=M
@@ -128,6 +141,34 @@ struct config {
 	struct strlist ignore_startup_parameters;
 	bool tcp_keepalive;
 	int listen_backlog;
+
+	/* TLS (proxy/tls.h) */
+	int client_tls_sslmode; /* enum tls_mode */
+	char *client_tls_key_file;
+	char *client_tls_cert_file;
+	char *client_tls_ca_file;
+	char *client_tls_protocols; /* normalised: "tlsv1.2,tlsv1.3" */
+	char *client_tls_ciphers;
+	int server_tls_sslmode; /* enum tls_mode */
+	char *server_tls_key_file;
+	char *server_tls_cert_file;
+	char *server_tls_ca_file;
+	char *server_tls_protocols;
+	char *server_tls_ciphers;
+
+	/* who may connect (auth/hba.h, common/cidr.h) */
+	char *auth_hba_file; /* "" : none */
+	struct strlist allow; /* CIDRs; empty: any address */
+	struct strlist proxy_protocol_trusted; /* CIDRs that must send a PROXY header */
+	int login_failure_limit; /* 0 disables throttling */
+	double login_failure_window;
+	double login_failure_cooldown;
+	double login_failure_delay;
+
+	/* auth_query (proxy/auth_query.h) */
+	char *auth_user; /* "" : no auth_query */
+	char *auth_query;
+	char *auth_dbname; /* "" : the client's database */
 
 	/* [databases] and [users] */
 	struct db_entry *dbs;

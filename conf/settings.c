@@ -7,6 +7,7 @@
  * conf/config.c. */
 
 #include "conf/settings.h"
+#include "common/cidr.h"
 #include "common/util.h"
 #include "conf/config.h"
 
@@ -31,6 +32,7 @@
 static const char *const pool_mode_names[] = {POOL_MODE_LIST(X_NAME) NULL};
 static const char *const auth_type_names[] = {AUTH_TYPE_LIST(X_NAME) NULL};
 static const char *const guard_mode_names[] = {GUARD_MODE_LIST(X_NAME) NULL};
+static const char *const tls_mode_names[] = {TLS_MODE_LIST(X_NAME) NULL};
 #undef X_NAME
 
 const char *pool_mode_name(enum pool_mode m)
@@ -41,6 +43,11 @@ const char *pool_mode_name(enum pool_mode m)
 const char *auth_type_name(enum auth_type a)
 {
 	return (unsigned)a < AUTH_TYPE_COUNT ? auth_type_names[a] : "unknown";
+}
+
+const char *tls_mode_name(enum tls_mode m)
+{
+	return (unsigned)m < TLS_MODE_COUNT ? tls_mode_names[m] : "unknown";
 }
 
 /* clang-format off */
@@ -114,6 +121,65 @@ static bool check_syslog_facility(void *field, char *msg, size_t len)
 	return false;
 }
 
+/* "secure", "all", "legacy" (pgbouncer's words) or a list of tlsv1.0 ..
+ * tlsv1.3; stored as the list, lower case, oldest first. */
+static bool check_tls_protocols(void *field, char *msg, size_t len)
+{
+	static const char *const versions[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3", NULL};
+	char **v = field;
+	bool on[4] = {false};
+	if (str_ieq(*v, "secure") || str_ieq(*v, "default")) {
+		on[2] = on[3] = true;
+	} else if (str_ieq(*v, "all") || str_ieq(*v, "legacy")) {
+		on[0] = on[1] = on[2] = on[3] = true;
+	} else {
+		struct strlist l;
+		strlist_init(&l);
+		strlist_parse_csv(&l, *v);
+		bool good = l.n > 0;
+		for (size_t i = 0; good && i < l.n; i++) {
+			int k = find_name(versions, l.items[i]);
+			if (k < 0)
+				good = false;
+			else
+				on[k] = true;
+		}
+		strlist_free(&l);
+		if (!good) {
+			snprintf(msg, len,
+			         "expected secure, all, or a list of tlsv1.0, tlsv1.1, tlsv1.2 and "
+			         "tlsv1.3, got '%s'",
+			         *v);
+			return false;
+		}
+	}
+	char out[64] = "";
+	for (int i = 0; i < 4; i++) {
+		if (!on[i])
+			continue;
+		if (out[0])
+			strcat(out, ",");
+		strcat(out, versions[i]);
+	}
+	free(*v);
+	*v = xstrdup(out);
+	return true;
+}
+
+static bool check_cidrs(void *field, char *msg, size_t len)
+{
+	const struct strlist *l = field;
+	for (size_t i = 0; i < l->n; i++) {
+		struct cidr c;
+		char err[160];
+		if (!cidr_parse(l->items[i], &c, err, sizeof(err))) {
+			snprintf(msg, len, "%s", err);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* --- the settings table ----------------------------------------------- */
 
 /* The field's C type must match the setting type, or this does not compile. */
@@ -173,8 +239,10 @@ static const struct setting settings[] = {
 	S_INT(max_user_connections, "0", RELOAD, 0, MAX_CONNS,
 		"Most server connections per user, all pools together; 0: no limit."),
 	S_ENUM(auth_type, "md5", auth_type_names,
-		"How clients prove who they are: trust (no password), md5, scram-sha-256 or "
-		"plain (cleartext password)."),
+		"How clients prove who they are: trust (no password), md5, scram-sha-256, "
+		"plain (cleartext password), cert (a client certificate whose common name is "
+		"the user name), or hba (the method of the matching `auth_hba_file` rule). "
+		"When `auth_hba_file` is set its rules decide, whatever this says."),
 	S_STR(auth_file, SETTING_PATH, "", RELOAD, NULL,
 		"Users and their passwords or secrets, in pgbouncer's userlist.txt format."),
 	S_LIST(admin_users, "", RELOAD, NULL,
@@ -255,21 +323,81 @@ static const struct setting settings[] = {
 	S_INT(listen_backlog, "128", RESTART, 1, 65535,
 		"Length of the queue of not yet accepted connections of each listening "
 		"socket."),
+	S_ENUM(client_tls_sslmode, "disable", tls_mode_names,
+		"TLS for clients: disable (refused), allow or prefer (offered), require (plain "
+		"connections refused), verify-ca (also a client certificate signed by "
+		"`client_tls_ca_file`), verify-full (also its common name equal to the user "
+		"name). See doc/security.md."),
+	S_STR(client_tls_key_file, SETTING_PATH, "", RELOAD, NULL,
+		"Private key of pgmoat's certificate for clients (PEM); reread on SIGHUP."),
+	S_STR(client_tls_cert_file, SETTING_PATH, "", RELOAD, NULL,
+		"pgmoat's certificate for clients (PEM, chain allowed); reread on SIGHUP."),
+	S_STR(client_tls_ca_file, SETTING_PATH, "", RELOAD, NULL,
+		"CA certificates that client certificates are checked against (PEM)."),
+	S_STR(client_tls_protocols, SETTING_STRING, "tlsv1.2,tlsv1.3", RELOAD, check_tls_protocols,
+		"TLS versions offered to clients: secure (TLS 1.2 and 1.3), all, or a list of "
+		"tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3."),
+	S_STR(client_tls_ciphers, SETTING_STRING, "default", RELOAD, NULL,
+		"OpenSSL cipher list for TLS 1.2 and older; default: ECDHE and DHE with AES-GCM "
+		"or ChaCha20-Poly1305 only (TLS 1.3 suites are always the AEAD ones)."),
+	S_ENUM(server_tls_sslmode, "prefer", tls_mode_names,
+		"TLS to PostgreSQL, as libpq's sslmode: disable, allow or prefer (TLS if the "
+		"server offers it), require, verify-ca (certificate signed by "
+		"`server_tls_ca_file`), verify-full (and issued for the database's host)."),
+	S_STR(server_tls_key_file, SETTING_PATH, "", RELOAD, NULL,
+		"Private key of the client certificate pgmoat shows PostgreSQL (PEM)."),
+	S_STR(server_tls_cert_file, SETTING_PATH, "", RELOAD, NULL,
+		"Client certificate pgmoat shows PostgreSQL (PEM); empty: none."),
+	S_STR(server_tls_ca_file, SETTING_PATH, "", RELOAD, NULL,
+		"CA certificates that PostgreSQL's certificate is checked against (PEM)."),
+	S_STR(server_tls_protocols, SETTING_STRING, "tlsv1.2,tlsv1.3", RELOAD, check_tls_protocols,
+		"TLS versions used towards PostgreSQL: as `client_tls_protocols`."),
+	S_STR(server_tls_ciphers, SETTING_STRING, "default", RELOAD, NULL,
+		"OpenSSL cipher list towards PostgreSQL for TLS 1.2: as `client_tls_ciphers`."),
+	S_STR(auth_hba_file, SETTING_PATH, "", RELOAD, NULL,
+		"Rules in pg_hba.conf format (local, host, hostssl, hostnossl; trust, reject, "
+		"md5, scram-sha-256, password, cert): the first rule matching the connection "
+		"type, database, user and address decides; no match refuses. Reread on SIGHUP; "
+		"a broken file keeps the rules in use. See doc/security.md."),
+	S_LIST(allow, "", RELOAD, check_cidrs,
+		"Client networks allowed to connect (CIDRs such as 10.0.0.0/8, ::1); any other "
+		"address is closed at accept, before a byte is read. Empty: any address."),
+	S_LIST(proxy_protocol_trusted, "", RELOAD, check_cidrs,
+		"Load balancers (CIDRs) that send a PROXY protocol v1 or v2 header; a "
+		"connection from them must start with one and the address it carries is the "
+		"client's. A header from any other address is refused."),
+	S_INT(login_failure_limit, "10", RELOAD, 0, 1000000,
+		"Failed logins from one address within `login_failure_window` after which "
+		"that address is refused for `login_failure_cooldown`; 0: no throttling."),
+	S_TIME(login_failure_window, "60", 1,
+		"Time over which failed logins from one address are counted."),
+	S_TIME(login_failure_cooldown, "60", 1,
+		"How long an address that reached `login_failure_limit` is refused."),
+	S_TIME(login_failure_delay, "1", 0,
+		"How long a refused attempt from a throttled address is held before the "
+		"error is sent."),
+	S_STR(auth_user, SETTING_STRING, "", RELOAD, NULL,
+		"User that runs `auth_query` for users missing from `auth_file` (its password "
+		"comes from `auth_file`); empty: no lookup."),
+	S_STR(auth_query, SETTING_STRING,
+		"SELECT usename, passwd FROM pgmoat.user_lookup($1)", RELOAD, NULL,
+		"Query returning the name and password secret of user $1 (see doc/security.md "
+		"for the SECURITY DEFINER function it calls); it runs with search_path pinned "
+		"to pg_catalog."),
+	S_STR(auth_dbname, SETTING_STRING, "", RELOAD, NULL,
+		"Database `auth_query` runs in; empty: the one the client asked for."),
 };
 
 /* pgbouncer settings that pgmoat accepts in the file and ignores. */
 static const char *const unsupported_settings[] = {
-	"application_name_add_host", "auth_dbname", "auth_hba_file", "auth_ident_file",
-	"auth_query", "auth_user", "autodb_idle_timeout", "cancel_wait_timeout",
-	"client_tls_ca_file", "client_tls_cert_file",
-	"client_tls_ciphers", "client_tls_dheparams", "client_tls_ecdhcurve",
-	"client_tls_key_file", "client_tls_protocols", "client_tls_sslmode", "disable_pqexec",
+	"application_name_add_host", "auth_ident_file",
+	"autodb_idle_timeout", "cancel_wait_timeout",
+	"client_tls_dheparams", "client_tls_ecdhcurve", "disable_pqexec",
 	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period",
 	"job_name", "log_connections", "log_disconnections", "log_pooler_errors", "log_stats",
 	"peer_id", "resolv_conf", "sbuf_loopcnt",
 	"server_fast_close", "server_round_robin",
-	"server_tls_ca_file", "server_tls_cert_file", "server_tls_ciphers",
-	"server_tls_key_file", "server_tls_protocols", "server_tls_sslmode", "so_reuseport",
+	"so_reuseport",
 	"stats_period", "suspend_timeout", "tcp_defer_accept", "tcp_keepcnt", "tcp_keepidle",
 	"tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
 	"unix_socket_group", "user", NULL,

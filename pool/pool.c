@@ -55,6 +55,10 @@ void pool_registry_destroy(void)
 		struct pool *next = p->next;
 		pool_target_free(&p->target);
 		secure_zero(p->scram_client_key, sizeof(p->scram_client_key));
+		if (p->secret) {
+			secure_zero(p->secret, strlen(p->secret));
+			free(p->secret);
+		}
 		pthread_mutex_destroy(&p->lock);
 		free(p->local);
 		free(p->name);
@@ -485,5 +489,28 @@ bool pool_reserve_slot(struct pool *p)
 	bool ok = p->n_servers < p->min_pool_size && now_usec() >= p->retry_at_usec &&
 	        claim_slot(p, false);
 	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+void pool_set_secret(struct pool *p, const char *secret)
+{
+	char *copy = xstrdup(secret);
+	pthread_mutex_lock(&p->lock);
+	char *old = p->secret;
+	p->secret = copy;
+	pthread_mutex_unlock(&p->lock);
+	if (old) {
+		secure_zero(old, strlen(old));
+		free(old);
+	}
+}
+
+bool pool_copy_secret(struct pool *p, char *out, size_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	bool ok = p->secret && strlcopy(out, p->secret, n) < n;
+	pthread_mutex_unlock(&p->lock);
+	if (!ok && n > 0)
+		out[0] = '\0';
 	return ok;
 }

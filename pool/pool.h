@@ -92,6 +92,7 @@ struct pool {
 
 	/* SCRAM keys proven by a client, used to log in to the server when the
 	 * auth file holds only a verifier. */
+	char *secret; /* an md5 hash auth_query found for the user, or NULL */
 	bool have_scram_keys;
 	uint8_t scram_client_key[32];
 	uint8_t scram_server_key[32];
@@ -172,5 +173,11 @@ void pool_target_copy(struct pool *p, struct pool_target *out, uint32_t *gen);
 void pool_target_free(struct pool_target *t);
 /* Reserve a slot for a server opened to keep min_pool_size; false if full. */
 bool pool_reserve_slot(struct pool *p);
+
+/* Remember `secret` (an md5 hash auth_query found) for logging in to the
+ * server; pool_copy_secret copies it into `out` (false if there is none or
+ * it does not fit). */
+void pool_set_secret(struct pool *p, const char *secret);
+bool pool_copy_secret(struct pool *p, char *out, size_t n);
 
 #endif

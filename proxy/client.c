@@ -11,39 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
+#include "common/cidr.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/cancel.h"
 #include "proxy/client_auth.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
+#include "proxy/tls.h"
 #include "proxy/txn.h"
 #include "proxy/worker.h"
-
-/* Startup parameters a client may set besides track_extra_parameters; they
- * are applied on whichever server it gets (proxy/session.h). */
-static const char *const tracked_params[] = {
-        "client_encoding",
-        "DateStyle",
-        "TimeZone",
-        "IntervalStyle",
-        "standard_conforming_strings",
-        "application_name",
-        "extra_float_digits",
-        "search_path",
-};
-
-static const char *tracked_name(const struct config *cfg, const char *name)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(tracked_params); i++)
-		if (strcasecmp(tracked_params[i], name) == 0)
-			return tracked_params[i];
-	for (size_t i = 0; i < cfg->track_extra_parameters.n; i++)
-		if (strcasecmp(cfg->track_extra_parameters.items[i], name) == 0)
-			return cfg->track_extra_parameters.items[i];
-	return NULL;
-}
 
 #define LOGIN_BUF_SIZE 512
 
@@ -136,7 +115,25 @@ static void client_begin(struct client *c);
 void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
                    bool is_unix)
 {
+	const struct snapshot *snap = w->snap;
+	/* A trusted balancer's connections are checked once its PROXY header
+	 * has said whose they are; anyone else's right away, before a byte
+	 * is read. */
+	bool via_proxy = !is_unix && cidr_list_match(&snap->trusted, sa);
+	enum refusal why;
+	if (!via_proxy && !client_address_admitted(snap, sa, is_unix, &why)) {
+		char addr[96];
+		format_addr(addr, sizeof(addr), sa, is_unix);
+		w->stats.refused[why]++;
+		log_warning("connection from %s refused at accept (%s): %s", addr,
+		            refusal_name(why),
+		            why == REFUSED_ALLOW ? "the address is not in allow"
+		                                 : "no auth_hba_file rule admits the address");
+		close(fd);
+		return;
+	}
 	struct client *c = xcalloc(1, sizeof(*c));
+	c->proxy_pending = via_proxy;
 	c->w = w;
 	c->id = ((uint64_t)w->id << 48) | ++w->next_client_id;
 	c->is_unix = is_unix;
@@ -221,99 +218,6 @@ void client_fatal(struct client *c, const char *sqlstate, const char *fmt, ...)
 	conn_want_read(c->w->loop, &c->conn, false);
 	client_detach(c);
 	client_flush(c);
-}
-
-/* --- startup --- */
-
-static bool accept_params(struct client *c, const struct startup *st)
-{
-	const struct config *cfg = c->w->snap->cfg;
-	for (size_t i = 0; i < st->params.n; i++) {
-		const char *name = st->params.v[i].name;
-		const char *canon = tracked_name(cfg, name);
-		if (canon) {
-			params_set(&c->params, canon, st->params.v[i].value);
-			params_set(&c->startup, canon, st->params.v[i].value);
-		} else if (!strlist_contains_ci(&cfg->ignore_startup_parameters, name)) {
-			client_fatal(c, "08P01", "unsupported startup parameter: %s", name);
-			return false;
-		}
-	}
-	return true;
-}
-
-static void handle_startup(struct client *c, const uint8_t *body, uint32_t len)
-{
-	struct startup st;
-	proto_parse_startup(body, len, &st);
-	switch (st.kind) {
-	case STARTUP_SSL:
-	case STARTUP_GSSENC:
-		/* No encryption yet: answer 'N' and read the real startup. */
-		pkt_put_u8(&c->conn.out, 'N');
-		client_flush(c);
-		break;
-	case STARTUP_CANCEL:
-		cancel_request(c->w, st.cancel_pid, st.cancel_key);
-		client_close(c, NULL);
-		break;
-	case STARTUP_BAD:
-		client_fatal(c, st.sqlstate, "%s", st.error);
-		break;
-	case STARTUP_NORMAL: {
-		c->user = xstrdup(st.user);
-		c->dbname = xstrdup(st.database);
-		if (c->over_limit) {
-			client_fatal(c, "53300", "no more connections allowed (max_client_conn)");
-			break;
-		}
-		if (atomic_load(&c->w->rt->shutdown) != SHUTDOWN_NONE) {
-			client_fatal(c, "57P01", "pgmoat is shutting down");
-			break;
-		}
-		if (PROTO_MINOR(st.version) > 0 || st.pq_options.n > 0)
-			proto_negotiate_version(&c->conn.out, 0, &st.pq_options);
-		if (!accept_params(c, &st))
-			break;
-		if (!config_find_db(c->w->snap->cfg, c->dbname)) {
-			client_fatal(c, "3D000", "no such database: %s", c->dbname);
-			break;
-		}
-		client_set_state(c, CL_AUTH);
-		client_auth_begin(c);
-		break;
-	}
-	}
-	startup_free(&st);
-}
-
-static void startup_step(struct client *c)
-{
-	struct buf *b = &c->conn.in;
-	while (c->state == CL_STARTUP && !c->closing_after_flush) {
-		if (buf_unparsed(b) < 4)
-			return;
-		uint32_t len = get_u32(b->data + b->parsed);
-		if (len < 8 || len > STARTUP_MAX_LEN) {
-			client_fatal(c, "08P01", "invalid length of startup packet");
-			return;
-		}
-		if (buf_unparsed(b) < len) {
-			/* PostgreSQL takes startup packets up to STARTUP_MAX_LEN,
-			 * whatever pkt_buf is. */
-			if (len > b->cap && !buf_grow(b, &c->w->bufs, STARTUP_MAX_LEN)) {
-				client_fatal(c, "53200", "out of memory");
-				return;
-			}
-			if (len > b->cap - b->parsed)
-				buf_compact(b);
-			return;
-		}
-		const uint8_t *body = b->data + b->parsed + 4;
-		b->parsed += len;
-		b->sent = b->parsed;
-		handle_startup(c, body, len - 4);
-	}
 }
 
 /* --- server acquisition --- */
@@ -498,7 +402,8 @@ void client_acquire(struct client *c, bool allow_reserve)
 	}
 }
 
-void client_login(struct client *c, const uint8_t *client_key, const uint8_t *server_key)
+void client_login(struct client *c, const uint8_t *client_key, const uint8_t *server_key,
+                  const char *secret)
 {
 	const struct config *cfg = c->w->snap->cfg;
 	const struct db_entry *db = config_find_db(cfg, c->dbname);
@@ -507,6 +412,7 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
 		return;
 	}
 	proto_auth(&c->conn.out, AUTH_REQ_OK, NULL, 0);
+	client_login_succeeded(c);
 	c->pool = pool_get(cfg, db, c->dbname, c->user);
 	/* The pool has the same names (and lives as long as pgmoat). */
 	free(c->user);
@@ -521,6 +427,8 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
 		c->pool->have_scram_keys = true;
 		pthread_mutex_unlock(&c->pool->lock);
 	}
+	if (secret)
+		pool_set_secret(c->pool, secret);
 	cancel_register(c->w, c);
 	c->waiter.client_id = c->id;
 	size_t len = 0;
@@ -748,6 +656,10 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 	struct client *c = container_of(io, struct client, conn.rio);
 	(void)loop;
 	(void)revents;
+	if (c->tls_handshake) {
+		client_tls_step(c);
+		return;
+	}
 	enum io_result r = conn_read(&c->conn, &c->w->bufs);
 	if (r == IO_AGAIN) {
 		if (buf_room(&c->conn.in) == 0 &&
@@ -765,7 +677,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 	switch (c->state) {
 	case CL_STARTUP:
-		startup_step(c);
+		client_startup_step(c);
 		break;
 	case CL_AUTH:
 		client_auth_step(c);
@@ -791,6 +703,10 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 	struct client *c = container_of(io, struct client, conn.wio);
 	(void)loop;
 	(void)revents;
+	if (c->tls_handshake) {
+		client_tls_step(c);
+		return;
+	}
 	if (!client_flush(c))
 		return;
 	if (c->server && c->state == CL_ACTIVE && c->server->state == SV_ACTIVE &&
@@ -894,10 +810,16 @@ void client_sweep(struct worker *w, uint64_t now)
 		list_for_each_safe(pos, tmp, &w->clients[st])
 		{
 			struct client *c = container_of(pos, struct client, node);
-			if (login_timeout && !c->closing_after_flush &&
-			    usec_since(now, c->created_usec) > login_timeout)
+			if (c->closing_after_flush)
+				continue;
+			if (c->throttle_until_usec && now >= c->throttle_until_usec) {
+				client_throttle_expired(c);
+			} else if (login_timeout &&
+			           usec_since(now, c->created_usec) > login_timeout) {
+				w->stats.refused[REFUSED_LOGIN_TIMEOUT]++;
 				client_fatal(c, "08P01",
 				             "client_login_timeout: login not completed in time");
+			}
 		}
 	}
 	uint64_t idle_timeout = (uint64_t)(cfg->client_idle_timeout * 1e6);

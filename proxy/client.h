@@ -26,6 +26,7 @@
 #include "pool/prepared.h"
 #include "proxy/proto.h"
 #include "proxy/relay.h"
+#include "proxy/worker.h"
 
 #define CLIENT_STATE_LIST(X)                                                                       \
 	X(CL_STARTUP, "startup")                                                                   \
@@ -42,7 +43,7 @@ enum client_state { CLIENT_STATE_LIST(X_ENUM) CLIENT_STATE_COUNT };
 struct worker;
 struct server;
 
-enum client_auth_step { CA_NONE, CA_CLEARTEXT, CA_MD5, CA_SCRAM_FIRST, CA_SCRAM_FINAL };
+enum client_auth_step { CA_NONE, CA_LOOKUP, CA_CLEARTEXT, CA_MD5, CA_SCRAM_FIRST, CA_SCRAM_FINAL };
 
 struct client {
 	struct conn conn;
@@ -83,8 +84,14 @@ struct client {
 	enum client_auth_step auth_step;
 	uint8_t md5_salt[4];
 	char *secret; /* stored secret of the user, or NULL */
+	bool secret_from_query; /* found by auth_query */
+	struct aq_wait *aq; /* auth_query lookup under way (proxy/auth_query.h) */
 	struct scram_server *scram;
 
+	bool tls_handshake; /* TLS handshake under way (proxy/tls.h) */
+	bool proxy_pending; /* a PROXY protocol header must come first */
+	uint8_t auth_method; /* enum hba_method: how it authenticates */
+	uint64_t throttle_until_usec; /* throttled: refused at this time */
 	bool counted; /* counts towards max_client_conn */
 	bool over_limit; /* max_client_conn reached: refuse after startup */
 	bool welcomed; /* got ReadyForQuery from us */
@@ -92,6 +99,24 @@ struct client {
 };
 
 const char *client_state_name(enum client_state s);
+
+/* --- proxy/client_start.c: before authentication --- */
+
+struct snapshot;
+/* Whether `allow` and the hba rules could admit a client from `sa`; if not,
+ * `why` says which refused it. */
+bool client_address_admitted(const struct snapshot *snap, const struct sockaddr *sa, bool is_unix,
+                             enum refusal *why);
+/* Handle what arrived before authentication: PROXY header, SSLRequest,
+ * startup packet. */
+void client_startup_step(struct client *c);
+/* The socket is ready during the TLS handshake. */
+void client_tls_step(struct client *c);
+/* login_failure_delay of a throttled client is over: refuse it. */
+void client_throttle_expired(struct client *c);
+/* A failed or successful login, for the throttle. */
+void client_login_failed(struct client *c);
+void client_login_succeeded(struct client *c);
 
 /* A new connection accepted by worker `w`. */
 void client_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,

@@ -7,13 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/hba.h"
 #include "auth/md5.h"
 #include "auth/scram.h"
 #include "auth/userlist.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proxy/auth_query.h"
 #include "proxy/client.h"
 #include "proxy/proto.h"
+#include "proxy/tls.h"
 #include "proxy/worker.h"
 
 /* The longest password or SASL message a client may send. */
@@ -21,12 +24,41 @@
 
 static void auth_failed(struct client *c, const char *detail)
 {
+	c->w->stats.refused[REFUSED_AUTH]++;
 	log_client(c, LL_WARNING, "authentication failed: %s", detail);
+	client_login_failed(c);
 	client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+/* cert: a verified client certificate whose common name is the user. */
+static void check_cert(struct client *c)
+{
+	char cn[256];
+	const char *why = NULL;
+	if (!c->conn.ssl)
+		why = "not a TLS connection";
+	else if (!tls_peer_verified(&c->conn))
+		why = "no client certificate, or one that did not verify";
+	else if (!tls_peer_cn(&c->conn, cn, sizeof(cn)))
+		why = "the client certificate has no usable common name";
+	else if (strcmp(cn, c->user) != 0)
+		why = "the client certificate's common name is another user's";
+	if (why) {
+		c->w->stats.refused[REFUSED_AUTH]++;
+		log_client(c, LL_WARNING, "authentication failed: %s", why);
+		client_login_failed(c);
+		client_fatal(c, "28000", "certificate authentication failed for user \"%s\"",
+		             c->user);
+		return;
+	}
+	client_auth_clear(c);
+	client_login(c, NULL, NULL, NULL);
 }
 
 void client_auth_clear(struct client *c)
 {
+	auth_query_cancel(c);
+	c->secret_from_query = false;
 	if (c->scram) {
 		scram_server_clear(c->scram);
 		free(c->scram);
@@ -84,27 +116,37 @@ static void begin_scram(struct client *c)
 	c->scram = xcalloc(1, sizeof(*c->scram));
 	scram_server_init(c->scram, have ? &secret : NULL, c->user, mock_seed(), 32);
 	secure_zero(&secret, sizeof(secret));
+	/* Over TLS, SCRAM-SHA-256-PLUS binds the exchange to pgmoat's
+	 * certificate (tls-server-end-point). */
+	const struct tls_ctx *t = c->w->snap->tls;
+	if (c->conn.ssl && t->cb_len > 0)
+		scram_server_set_channel_binding(c->scram, t->cb, t->cb_len);
+	const char *mechs[SCRAM_MAX_MECHANISMS];
+	size_t n = scram_server_mechanisms(c->scram, mechs);
 	c->auth_step = CA_SCRAM_FIRST;
-	proto_auth_sasl(&c->conn.out, SCRAM_MECHANISM);
+	proto_auth_sasl(&c->conn.out, mechs, n);
 	client_flush(c);
 }
 
-void client_auth_begin(struct client *c)
+static void begin_method(struct client *c)
 {
-	const struct snapshot *snap = c->w->snap;
-	const char *secret = userlist_lookup(snap->users, c->user);
-	c->secret = secret ? xstrdup(secret) : NULL;
-	switch (snap->cfg->auth_type) {
-	case AUTH_TRUST:
+	switch ((enum hba_method)c->auth_method) {
+	case HBA_TRUST:
 		client_auth_clear(c);
-		client_login(c, NULL, NULL);
+		client_login(c, NULL, NULL, NULL);
 		return;
-	case AUTH_PLAIN:
+	case HBA_CERT:
+		check_cert(c);
+		return;
+	case HBA_REJECT:
+		client_fatal(c, "28000", "authentication refused");
+		return;
+	case HBA_PASSWORD:
 		c->auth_step = CA_CLEARTEXT;
 		proto_auth(&c->conn.out, AUTH_REQ_CLEARTEXT, NULL, 0);
 		client_flush(c);
 		return;
-	case AUTH_MD5:
+	case HBA_MD5:
 		if (c->secret && secret_kind_of(c->secret) == SECRET_SCRAM) {
 			begin_scram(c);
 			return;
@@ -117,11 +159,39 @@ void client_auth_begin(struct client *c)
 		proto_auth(&c->conn.out, AUTH_REQ_MD5, c->md5_salt, sizeof(c->md5_salt));
 		client_flush(c);
 		return;
-	case AUTH_SCRAM:
+	case HBA_SCRAM:
 	default:
 		begin_scram(c);
 		return;
 	}
+}
+
+void client_auth_begin(struct client *c)
+{
+	const struct snapshot *snap = c->w->snap;
+	const char *secret = userlist_lookup(snap->users, c->user);
+	c->secret = secret ? xstrdup(secret) : NULL;
+	enum hba_method m = (enum hba_method)c->auth_method;
+	bool password = m == HBA_MD5 || m == HBA_SCRAM || m == HBA_PASSWORD;
+	if (!c->secret && password && snap->cfg->auth_user[0]) {
+		c->auth_step = CA_LOOKUP;
+		auth_query_lookup(c);
+		return;
+	}
+	begin_method(c);
+}
+
+void client_auth_looked_up(struct client *c, const char *secret, bool failed)
+{
+	if (failed) {
+		client_fatal(c, "08006",
+		             "could not look up the user: auth_query failed (see pgmoat's log)");
+		return;
+	}
+	c->secret = secret ? xstrdup(secret) : NULL;
+	c->secret_from_query = secret != NULL;
+	log_client(c, LL_DEBUG, "auth_query: %s", secret ? "user found" : "no such user");
+	begin_method(c);
 }
 
 static bool check_cleartext(struct client *c, const char *pw)
@@ -163,7 +233,7 @@ static void scram_first(struct client *c, const uint8_t *body, uint32_t len)
 		client_fatal(c, "08P01", "malformed SASLInitialResponse message");
 		return;
 	}
-	if (strcmp(mech, SCRAM_MECHANISM) != 0) {
+	if (!scram_server_set_mechanism(c->scram, mech)) {
 		client_fatal(c, "08P01",
 		             "client selected an invalid SASL authentication mechanism");
 		return;
@@ -173,7 +243,8 @@ static void scram_first(struct client *c, const uint8_t *body, uint32_t len)
 	enum scram_status st = scram_server_first(c->scram, data, n, &out, &out_len);
 	if (st != SCRAM_CONTINUE) {
 		free(out);
-		client_fatal(c, "08P01", "malformed SCRAM message");
+		const char *why = scram_server_error(c->scram);
+		client_fatal(c, "08P01", "%s", why ? why : "malformed SCRAM message");
 		return;
 	}
 	c->auth_step = CA_SCRAM_FINAL;
@@ -189,12 +260,17 @@ static void scram_final(struct client *c, const uint8_t *body, uint32_t len)
 	enum scram_status st = scram_server_final(c->scram, body, len, &out, &out_len);
 	if (st == SCRAM_PROTO) {
 		free(out);
-		client_fatal(c, "08P01", "malformed SCRAM message");
+		const char *why = scram_server_error(c->scram);
+		client_fatal(c, "08P01", "%s", why ? why : "malformed SCRAM message");
 		return;
 	}
 	if (st != SCRAM_DONE) {
 		free(out);
-		auth_failed(c, c->secret ? "wrong password (SCRAM)" : "no such user (SCRAM)");
+		const char *why = scram_server_error(c->scram);
+		auth_failed(c,
+		            !c->secret    ? "no such user (SCRAM)"
+		                    : why ? why
+		                          : "wrong password (SCRAM)");
 		return;
 	}
 	proto_auth(&c->conn.out, AUTH_REQ_SASL_FINAL, out, out_len);
@@ -204,7 +280,7 @@ static void scram_final(struct client *c, const uint8_t *body, uint32_t len)
 	memcpy(ck, c->scram->client_key, SCRAM_KEY_LEN);
 	memcpy(sk, c->scram->secret.server_key, SCRAM_KEY_LEN);
 	client_auth_clear(c);
-	client_login(c, keys ? ck : NULL, keys ? sk : NULL);
+	client_login(c, keys ? ck : NULL, keys ? sk : NULL, NULL);
 	secure_zero(ck, sizeof(ck));
 	secure_zero(sk, sizeof(sk));
 }
@@ -254,8 +330,14 @@ void client_auth_step(struct client *c)
 			auth_failed(c, c->secret ? "wrong password" : "no such user");
 			return;
 		}
+		/* An md5 hash found by auth_query is what pgmoat logs in to
+		 * PostgreSQL with. */
+		char md5[MD5_PASSWD_LEN + 1] = "";
+		if (c->secret_from_query && secret_kind_of(c->secret) == SECRET_MD5)
+			strlcopy(md5, c->secret, sizeof(md5));
 		client_auth_clear(c);
-		client_login(c, NULL, NULL);
+		client_login(c, NULL, NULL, md5[0] ? md5 : NULL);
+		secure_zero(md5, sizeof(md5));
 		return;
 	}
 	case CA_SCRAM_FIRST:

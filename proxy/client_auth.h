@@ -1,5 +1,5 @@
-/* Client authentication: trust, cleartext, md5 and SCRAM-SHA-256 against the
- * auth file.  A wrong password and an unknown user fail the same way. */
+/* Client authentication: trust, cleartext, md5, SCRAM-SHA-256 (-PLUS over
+ * TLS) against the auth file or auth_query, and client certificates.  A wrong password and an unknown user fail the same way. */
 #ifndef PGMOAT_PROXY_CLIENT_AUTH_H
 #define PGMOAT_PROXY_CLIENT_AUTH_H
 
@@ -16,7 +16,10 @@ void client_auth_step(struct client *c);
 void client_auth_clear(struct client *c);
 
 /* Implemented by client.c: authentication succeeded.  `client_key` and
- * `server_key` are the SCRAM keys a client proved, or NULL. */
-void client_login(struct client *c, const uint8_t *client_key, const uint8_t *server_key);
+ * `server_key` are the SCRAM keys a client proved, or NULL; `secret` an md5
+ * hash auth_query found, or NULL: the pool logs in to PostgreSQL with
+ * them. */
+void client_login(struct client *c, const uint8_t *client_key, const uint8_t *server_key,
+                  const char *secret);
 
 #endif

@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/hba.h"
 #include "auth/userlist.h"
+#include "common/cidr.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "conf/config.h"
@@ -18,6 +20,7 @@
 #include "proxy/listener.h"
 #include "proxy/process.h"
 #include "proxy/runtime.h"
+#include "proxy/tls.h"
 #include "proxy/worker.h"
 
 static const char usage[] =
@@ -54,19 +57,44 @@ static enum log_level level_for(const struct config *cfg, int flags, bool quiet)
 	return l > LL_TRACE ? LL_TRACE : (enum log_level)l;
 }
 
-/* Load CONFIG and its auth file; on failure every error was logged. */
+/* The networks of a list setting (checked when the file was read). */
+static bool cidrs_of(const struct strlist *l, struct cidr_list *out, const char *name,
+                     struct strlist *errors)
+{
+	out->v = xcalloc(l->n ? l->n : 1, sizeof(*out->v));
+	out->n = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		char err[160];
+		if (!cidr_parse(l->items[i], &out->v[out->n], err, sizeof(err))) {
+			strlist_addf(errors, "%s: %s", name, err);
+			return false;
+		}
+		out->n++;
+	}
+	return true;
+}
+
+/* Load CONFIG and what goes with it (auth file, TLS certificates, hba
+ * rules); on failure every error was logged. */
 static struct snapshot *load_snapshot(const char *path, bool to_stderr)
 {
 	struct strlist errors, warnings;
 	strlist_init(&errors);
 	strlist_init(&warnings);
 	struct config *cfg = config_load(path, &errors, &warnings);
-	struct userlist *users = NULL;
+	struct snapshot *snap = NULL;
 	if (cfg) {
-		users = userlist_load(cfg->auth_file, &errors);
-		if (!users) {
-			config_unref(cfg);
-			cfg = NULL;
+		snap = snapshot_new(cfg, userlist_load(cfg->auth_file, &errors));
+		snap->tls = tls_ctx_new(cfg, &errors);
+		if (cfg->auth_hba_file[0])
+			snap->hba = hba_load(cfg->auth_hba_file, &errors);
+		bool ok = snap->users && snap->tls && (snap->hba || !cfg->auth_hba_file[0]) &&
+		        cidrs_of(&cfg->allow, &snap->allow, "allow", &errors) &&
+		        cidrs_of(&cfg->proxy_protocol_trusted, &snap->trusted,
+		                 "proxy_protocol_trusted", &errors);
+		if (!ok) {
+			snapshot_unref(snap);
+			snap = NULL;
 		}
 	}
 	for (size_t i = 0; i < warnings.n; i++) {
@@ -83,7 +111,7 @@ static struct snapshot *load_snapshot(const char *path, bool to_stderr)
 	}
 	strlist_free(&errors);
 	strlist_free(&warnings);
-	return cfg ? snapshot_new(cfg, users) : NULL;
+	return snap;
 }
 
 static void restart_key(const struct setting *s, void *arg)
@@ -243,6 +271,7 @@ int main(int argc, char **argv)
 	rt->snap = load_snapshot(ctl.config_path, true);
 	if (!rt->snap)
 		return 1;
+	rt->throttle = throttle_new(65536);
 	const struct config *cfg = rt->snap->cfg;
 	log_set_level(level_for(cfg, ctl.verbose_flags, ctl.quiet));
 	if (daemon && !process_daemonize())
@@ -309,6 +338,7 @@ int main(int argc, char **argv)
 	free(ctl.pidfile);
 	pool_registry_destroy();
 	snapshot_unref(rt->snap);
+	throttle_free(rt->throttle);
 	log_info("pgmoat stopped");
 	log_close();
 	return 0;

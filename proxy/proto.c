@@ -224,11 +224,12 @@ void proto_auth(struct pkt *p, uint32_t code, const void *data, size_t len)
 	pkt_end(p);
 }
 
-void proto_auth_sasl(struct pkt *p, const char *mechanism)
+void proto_auth_sasl(struct pkt *p, const char *const *mechanisms, size_t n)
 {
 	pkt_begin(p, 'R');
 	pkt_put_u32(p, AUTH_REQ_SASL);
-	pkt_put_str(p, mechanism);
+	for (size_t i = 0; i < n; i++)
+		pkt_put_str(p, mechanisms[i]);
 	pkt_put_u8(p, 0);
 	pkt_end(p);
 }
@@ -275,6 +276,13 @@ void proto_startup(struct pkt *p, const struct params *params)
 		pkt_put_str(p, params->v[i].value);
 	}
 	pkt_put_u8(p, 0);
+	pkt_end(p);
+}
+
+void proto_ssl_request(struct pkt *p)
+{
+	pkt_begin(p, 0);
+	pkt_put_u32(p, PROTO_SSL);
 	pkt_end(p);
 }
 

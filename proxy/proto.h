@@ -83,7 +83,7 @@ bool proto_parse_error(const uint8_t *body, size_t len, struct pg_error *out)
 void proto_error(struct pkt *p, const char *severity, const char *sqlstate, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 void proto_auth(struct pkt *p, uint32_t code, const void *data, size_t len);
-void proto_auth_sasl(struct pkt *p, const char *mechanism);
+void proto_auth_sasl(struct pkt *p, const char *const *mechanisms, size_t n);
 void proto_param_status(struct pkt *p, const char *name, const char *value);
 void proto_backend_key(struct pkt *p, uint32_t pid, uint32_t key);
 void proto_ready(struct pkt *p, char status);
@@ -91,6 +91,8 @@ void proto_negotiate_version(struct pkt *p, uint32_t minor, const struct params 
 
 /* Messages to servers */
 void proto_startup(struct pkt *p, const struct params *params);
+/* SSLRequest (pgmoat asking PostgreSQL for TLS). */
+void proto_ssl_request(struct pkt *p);
 void proto_cancel(struct pkt *p, uint32_t pid, uint32_t key);
 void proto_query(struct pkt *p, const char *sql);
 void proto_password(struct pkt *p, const char *data, size_t len);

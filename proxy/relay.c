@@ -2,6 +2,8 @@
 
 #include "proxy/relay.h"
 
+#include "proxy/tls.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -38,6 +40,7 @@ void conn_init(struct conn *c, int fd, void (*rcb)(struct ev_loop *, ev_io *, in
 {
 	c->fd = fd;
 	c->io = &transport_plain;
+	c->ssl = NULL;
 	ev_io_init(&c->rio, rcb, fd, EV_READ);
 	ev_io_init(&c->wio, wcb, fd, EV_WRITE);
 	memset(&c->in, 0, sizeof(c->in));
@@ -49,6 +52,7 @@ void conn_close(struct ev_loop *loop, struct conn *c, struct buf_cache *bufs)
 {
 	ev_io_stop(loop, &c->rio);
 	ev_io_stop(loop, &c->wio);
+	tls_close(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -83,6 +87,14 @@ enum io_result conn_read(struct conn *c, struct buf_cache *bufs)
 	return r == -1 ? IO_AGAIN : IO_ERROR;
 }
 
+/* Over TLS, written means on the socket, not only encrypted. */
+static enum io_result conn_flushed(struct conn *c)
+{
+	if (!c->ssl || tls_flush(c))
+		return IO_DONE;
+	return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : IO_ERROR;
+}
+
 enum io_result conn_write_pkt(struct conn *c)
 {
 	struct pkt *p = &c->out;
@@ -95,7 +107,7 @@ enum io_result conn_write_pkt(struct conn *c)
 		p->sent += (size_t)r;
 	}
 	pkt_reset(p);
-	return IO_DONE;
+	return conn_flushed(c);
 }
 
 enum io_result conn_write_buf(struct conn *c, struct buf *b, uint64_t *counter)
@@ -108,5 +120,5 @@ enum io_result conn_write_buf(struct conn *c, struct buf *b, uint64_t *counter)
 		if (counter)
 			*counter += (uint64_t)r;
 	}
-	return IO_DONE;
+	return conn_flushed(c);
 }

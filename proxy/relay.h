@@ -24,9 +24,12 @@ struct transport {
 
 extern const struct transport transport_plain;
 
+struct ssl_st;
+
 struct conn {
 	int fd;
 	const struct transport *io;
+	struct ssl_st *ssl; /* TLS (proxy/tls.h), or NULL */
 	ev_io rio;
 	ev_io wio;
 	struct buf in; /* what this side sent us */
@@ -38,11 +41,16 @@ void conn_init(struct conn *c, int fd, void (*rcb)(struct ev_loop *, ev_io *, in
                void (*wcb)(struct ev_loop *, ev_io *, int));
 void conn_close(struct ev_loop *loop, struct conn *c, struct buf_cache *bufs);
 
+/* Decrypted bytes wait inside OpenSSL: make the read watcher fire. */
+void tls_kick(struct ev_loop *loop, struct conn *c);
+
 static inline void conn_want_read(struct ev_loop *loop, struct conn *c, bool on)
 {
-	if (on)
+	if (on) {
 		ev_io_start(loop, &c->rio);
-	else
+		if (c->ssl)
+			tls_kick(loop, c);
+	} else
 		ev_io_stop(loop, &c->rio);
 }
 
@@ -64,7 +72,7 @@ enum io_result {
 
 /* Read what is there into c->in (borrowing a buffer first). */
 enum io_result conn_read(struct conn *c, struct buf_cache *bufs);
-/* Write c->out's unsent bytes. */
+/* Write c->out's unsent bytes (and, over TLS, all that was encrypted). */
 enum io_result conn_write_pkt(struct conn *c);
 /* Write [sent, parsed) of `b` (the peer's input) to c. */
 enum io_result conn_write_buf(struct conn *c, struct buf *b, uint64_t *counter);

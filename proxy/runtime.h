@@ -9,14 +9,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth/hba.h"
+#include "auth/throttle.h"
 #include "auth/userlist.h"
+#include "common/cidr.h"
 #include "conf/config.h"
+#include "proxy/tls.h"
 
-/* What workers read: a config and the auth file loaded with it.  Replaced
- * whole on reload; freed when the last worker lets go. */
+/* What workers read: a config and what was loaded with it (the auth file,
+ * TLS contexts).  Replaced whole on reload; freed when the last worker
+ * lets go. */
 struct snapshot {
 	struct config *cfg;
 	struct userlist *users;
+	struct tls_ctx *tls;
+	struct hba *hba; /* auth_hba_file, or NULL */
+	struct cidr_list allow; /* empty: any address */
+	struct cidr_list trusted; /* proxy_protocol_trusted */
 	atomic_int refs;
 };
 
@@ -36,6 +45,7 @@ struct runtime {
 	struct snapshot *snap; /* current; take with runtime_snapshot() */
 
 	atomic_int n_clients; /* for max_client_conn */
+	struct throttle *throttle; /* failed logins per address */
 	atomic_int shutdown; /* enum shutdown_mode */
 	atomic_int workers_done;
 

@@ -20,6 +20,7 @@
 #include "proxy/client.h"
 #include "proxy/server_login.h"
 #include "proxy/session.h"
+#include "proxy/tls.h"
 #include "proxy/worker.h"
 
 #define DEFAULT_SOCKET_DIR "/var/run/postgresql"
@@ -478,6 +479,10 @@ static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 	struct server *s = container_of(io, struct server, conn.rio);
 	(void)loop;
 	(void)revents;
+	if (s->tls_step == SV_TLS_HANDSHAKE) {
+		server_tls_step(s);
+		return;
+	}
 	enum io_result r = conn_read(&s->conn, &s->w->bufs);
 	if (r == IO_AGAIN) {
 		if (buf_room(&s->conn.in) == 0 && s->state != SV_ACTIVE) {
@@ -489,7 +494,7 @@ static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		const char *why = r == IO_EOF ? "server closed the connection"
 		        : r == IO_NOMEM       ? "out of memory"
 		                              : strerror(errno);
-		if (s->state == SV_LOGIN) {
+		if (s->state == SV_LOGIN || s->state == SV_CONNECTING) {
 			char msg[160];
 			snprintf(msg, sizeof(msg), "connection lost during login: %s", why);
 			server_login_failed(s, "08006", msg);
@@ -504,6 +509,9 @@ static void server_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		return;
 	}
 	switch (s->state) {
+	case SV_CONNECTING:
+		server_tls_answer(s);
+		break;
 	case SV_LOGIN:
 		server_login_step(s);
 		break;
@@ -527,7 +535,11 @@ static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct server *s = container_of(io, struct server, conn.wio);
 	(void)revents;
-	if (s->state == SV_CONNECTING) {
+	if (s->tls_step == SV_TLS_HANDSHAKE) {
+		server_tls_step(s);
+		return;
+	}
+	if (s->state == SV_CONNECTING && s->tls_step == SV_TLS_NONE) {
 		int err = 0;
 		socklen_t len = sizeof(err);
 		if (getsockopt(s->conn.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
@@ -540,8 +552,10 @@ static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 			server_login_failed(s, "08006", msg);
 			return;
 		}
-		server_send_startup(s);
-		return;
+		if (s->tls_step == SV_TLS_NONE) {
+			server_connected(s);
+			return;
+		}
 	}
 	enum io_result r = conn_write_pkt(&s->conn);
 	if (r == IO_AGAIN)
@@ -678,6 +692,7 @@ void server_detach(struct server *s)
 void server_attach(struct worker *w, struct server *s)
 {
 	s->w = w;
+	tls_set_loop(&s->conn, w->loop);
 	list_append(&w->servers[s->state], &s->node);
 	w->n_servers++;
 	conn_want_read(w->loop, &s->conn, true);

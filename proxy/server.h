@@ -82,6 +82,7 @@ struct server {
 	bool unsynced; /* extended-protocol messages sent since the last Sync */
 
 	/* login */
+	uint8_t tls_step; /* enum server_tls_step (proxy/server_login.h) */
 	bool scram_started;
 	struct scram_client scram;
 

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 #include "proxy/worker.h"
 
 void server_login_failed(struct server *s, const char *sqlstate, const char *msg)
@@ -31,6 +32,92 @@ void server_login_failed(struct server *s, const char *sqlstate, const char *msg
 		m->pool = p;
 		worker_post(&w->rt->workers[k], m);
 	}
+}
+
+/* --- TLS --- */
+
+void server_connected(struct server *s)
+{
+	const struct tls_ctx *t = s->w->snap->tls;
+	bool tcp = s->target.host && s->target.host[0] && s->target.host[0] != '/';
+	if (!tcp || !t->connect || t->server_mode == TLS_DISABLE) {
+		server_send_startup(s);
+		return;
+	}
+	s->tls_step = SV_TLS_ASKED;
+	proto_ssl_request(&s->conn.out);
+	if (server_flush_own(s))
+		conn_want_read(s->w->loop, &s->conn, true);
+}
+
+void server_tls_answer(struct server *s)
+{
+	struct buf *b = &s->conn.in;
+	const struct tls_ctx *t = s->w->snap->tls;
+	if (s->tls_step != SV_TLS_ASKED) {
+		server_login_failed(s, "08P01", "unexpected data from server before login");
+		return;
+	}
+	if (buf_unparsed(b) < 1)
+		return;
+	uint8_t answer = b->data[b->parsed];
+	if (answer == 'S' && buf_unparsed(b) > 1) {
+		/* Bytes before the handshake were not protected: someone on
+		 * the path may have put them there (CVE-2021-23222). */
+		server_login_failed(s, "08P01",
+		                    "received unencrypted data after the server's SSL response");
+		return;
+	}
+	b->parsed++;
+	b->sent = b->parsed;
+	buf_reset_if_drained(b);
+	if (answer == 'N') {
+		if (t->server_mode >= TLS_REQUIRE) {
+			char msg[128];
+			snprintf(msg, sizeof(msg),
+			         "the server does not support TLS (server_tls_sslmode is %s)",
+			         tls_mode_name((enum tls_mode)t->server_mode));
+			server_login_failed(s, "08001", msg);
+			return;
+		}
+		s->tls_step = SV_TLS_NONE;
+		server_send_startup(s);
+		return;
+	}
+	if (answer != 'S') {
+		server_login_failed(s, "08P01", "invalid answer from server to SSLRequest");
+		return;
+	}
+	if (!tls_start_connect(&s->conn, t, s->target.host, s->w->loop)) {
+		server_login_failed(s, "08006", "could not start TLS");
+		return;
+	}
+	s->tls_step = SV_TLS_HANDSHAKE;
+	server_tls_step(s);
+}
+
+void server_tls_step(struct server *s)
+{
+	char err[256];
+	switch (tls_handshake(&s->conn, err, sizeof(err))) {
+	case TLS_STEP_READ:
+		conn_want_write(s->w->loop, &s->conn, false);
+		conn_want_read(s->w->loop, &s->conn, true);
+		return;
+	case TLS_STEP_WRITE:
+		conn_want_write(s->w->loop, &s->conn, true);
+		return;
+	case TLS_STEP_FAIL:
+		server_login_failed(s, "08006", err);
+		return;
+	case TLS_STEP_DONE:
+		break;
+	}
+	s->tls_step = SV_TLS_NONE;
+	log_server(s, LL_DEBUG, "TLS handshake done: %s, %s", tls_version(&s->conn),
+	           tls_cipher(&s->conn));
+	conn_want_write(s->w->loop, &s->conn, false);
+	server_send_startup(s);
 }
 
 void server_send_startup(struct server *s)
@@ -56,18 +143,30 @@ void server_send_startup(struct server *s)
 
 /* --- login --- */
 
+/* A stack buffer for a secret, zeroed when it goes out of scope. */
+static void wipe(char (*b)[128])
+{
+	secure_zero(*b, sizeof(*b));
+}
+#define SECRET_BUF(name) char name[128] __attribute__((cleanup(wipe)))
+
 /* The secret to log in with: the [databases] password, else the auth
- * file's entry for the server user. */
-static const char *login_secret(struct server *s)
+ * file's entry for the server user, else an md5 hash auth_query found
+ * (copied into `buf`). */
+static const char *login_secret(struct server *s, char *buf, size_t n)
 {
 	if (s->target.password)
 		return s->target.password;
-	return userlist_lookup(s->w->snap->users, s->target.user);
+	const char *listed = userlist_lookup(s->w->snap->users, s->target.user);
+	if (listed)
+		return listed;
+	return s->pool && pool_copy_secret(s->pool, buf, n) ? buf : NULL;
 }
 
 static bool auth_cleartext(struct server *s)
 {
-	const char *secret = login_secret(s);
+	SECRET_BUF(buf);
+	const char *secret = login_secret(s, buf, sizeof(buf));
 	if (!secret || secret_kind_of(secret) != SECRET_PLAIN) {
 		server_login_failed(
 		        s, "28P01",
@@ -82,7 +181,8 @@ static bool auth_cleartext(struct server *s)
 static bool auth_md5(struct server *s, struct msg_reader *r)
 {
 	const uint8_t *salt = reader_bytes(r, 4);
-	const char *secret = login_secret(s);
+	SECRET_BUF(buf);
+	const char *secret = login_secret(s, buf, sizeof(buf));
 	if (!salt) {
 		server_login_failed(s, "08P01", "malformed MD5 authentication request from server");
 		return false;
@@ -102,7 +202,7 @@ static bool auth_md5(struct server *s, struct msg_reader *r)
 
 static bool auth_sasl_start(struct server *s, struct msg_reader *r)
 {
-	bool offered = false;
+	bool offered = false, plus = false;
 	for (;;) {
 		const char *mech = reader_str(r);
 		if (!mech) {
@@ -114,16 +214,21 @@ static bool auth_sasl_start(struct server *s, struct msg_reader *r)
 			break;
 		if (strcmp(mech, SCRAM_MECHANISM) == 0)
 			offered = true;
+		if (strcmp(mech, SCRAM_MECHANISM_PLUS) == 0)
+			plus = true;
 	}
 	if (!offered) {
 		server_login_failed(s, "28000", "server offers no SASL mechanism pgmoat supports");
 		return false;
 	}
-	const char *secret = login_secret(s);
+	SECRET_BUF(buf);
+	const char *secret = login_secret(s, buf, sizeof(buf));
 	if (secret && secret_kind_of(secret) == SECRET_PLAIN) {
 		scram_client_init_password(&s->scram, secret);
-	} else if (secret && secret_kind_of(secret) == SECRET_SCRAM && s->pool &&
+	} else if ((!secret || secret_kind_of(secret) == SECRET_SCRAM) && s->pool &&
 	           s->pool->have_scram_keys) {
+		/* Keys a client proved: its verifier came from the auth file
+		 * or from auth_query. */
 		uint8_t ck[SCRAM_KEY_LEN], sk[SCRAM_KEY_LEN];
 		pthread_mutex_lock(&s->pool->lock);
 		memcpy(ck, s->pool->scram_client_key, sizeof(ck));
@@ -141,13 +246,28 @@ static bool auth_sasl_start(struct server *s, struct msg_reader *r)
 		return false;
 	}
 	s->scram_started = true;
+	/* Over TLS, bind the exchange to the server's certificate when it
+	 * offers SCRAM-SHA-256-PLUS; else say pgmoat could have (so a
+	 * man in the middle cannot strip the offer unnoticed). */
+	if (s->conn.ssl) {
+		uint8_t cb[TLS_CB_MAX];
+		size_t cb_len = tls_peer_end_point(&s->conn, cb);
+		bool set = plus && cb_len > 0
+		        ? scram_client_set_channel_binding(&s->scram, cb, cb_len)
+		        : scram_client_set_cb_supported(&s->scram);
+		if (!set) {
+			server_login_failed(s, "08P01", "SCRAM: could not set up channel binding");
+			return false;
+		}
+	}
 	char *out = NULL;
 	size_t out_len = 0;
 	if (!scram_client_first(&s->scram, &out, &out_len)) {
 		server_login_failed(s, "08P01", "SCRAM: could not build the first message");
 		return false;
 	}
-	proto_sasl_initial(&s->conn.out, SCRAM_MECHANISM, out, out_len);
+	log_server(s, LL_DEBUG, "logging in with %s", scram_client_mechanism(&s->scram));
+	proto_sasl_initial(&s->conn.out, scram_client_mechanism(&s->scram), out, out_len);
 	free(out);
 	return server_flush_own(s);
 }

@@ -1,4 +1,4 @@
-/* Logging in to PostgreSQL: the startup packet, the authentication methods
+/* Logging in to PostgreSQL: TLS, the startup packet, the authentication methods
  * (cleartext, md5, SCRAM-SHA-256 with a password or with the keys a
  * client's own SCRAM login proved), and the messages up to the first
  * ReadyForQuery, when the server is offered to its pool. */
@@ -9,7 +9,17 @@
 
 struct server;
 
-/* Connected: send the startup packet. */
+/* TLS towards PostgreSQL (server_tls_sslmode): SSLRequest, its answer, the
+ * handshake, then the startup packet. */
+enum server_tls_step { SV_TLS_NONE, SV_TLS_ASKED, SV_TLS_HANDSHAKE };
+
+/* Connected: ask for TLS, or send the startup packet. */
+void server_connected(struct server *s);
+/* The answer to SSLRequest arrived (state connecting). */
+void server_tls_answer(struct server *s);
+/* The socket is ready during the TLS handshake. */
+void server_tls_step(struct server *s);
+/* Send the startup packet. */
 void server_send_startup(struct server *s);
 /* Handle the whole login messages received; false once the server is gone
  * or logged in (it may have been handed on). */

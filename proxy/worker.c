@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "pool/prepared.h"
 #include "pool/pool.h"
+#include "proxy/auth_query.h"
 #include "proxy/cancel.h"
 #include "proxy/client.h"
 #include "proxy/listener.h"
@@ -18,6 +19,17 @@
 
 #define SWEEP_INTERVAL 0.1 /* seconds */
 #define BUF_CACHE_MAX 64 /* free buffers kept per worker */
+
+static const char *const refusal_names[] = {
+#define X_NAME(id, name) name,
+        REFUSAL_LIST(X_NAME)
+#undef X_NAME
+};
+
+const char *refusal_name(enum refusal r)
+{
+	return (unsigned)r < REFUSAL_COUNT ? refusal_names[r] : "?";
+}
 
 struct snapshot *snapshot_new(struct config *cfg, struct userlist *users)
 {
@@ -38,6 +50,10 @@ void snapshot_unref(struct snapshot *s)
 	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
 		config_unref(s->cfg);
 		userlist_free(s->users);
+		tls_ctx_free(s->tls);
+		hba_free(s->hba);
+		cidr_list_free(&s->allow);
+		cidr_list_free(&s->trusted);
 		free(s);
 	}
 }
@@ -227,6 +243,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	uint64_t now = now_usec();
 	client_sweep(w, now);
 	server_sweep(w, now);
+	auth_query_sweep(w, now);
 	if (w->id == 0 && atomic_load(&w->rt->shutdown) == SHUTDOWN_NONE)
 		pool_registry_foreach(min_pool_cb, w);
 	if (atomic_load(&w->rt->shutdown) != SHUTDOWN_NONE) {
@@ -257,6 +274,7 @@ static bool worker_init(struct runtime *rt, struct worker *w, int id)
 	pthread_mutex_init(&w->inbox_lock, NULL);
 	list_init(&w->inbox);
 	list_init(&w->dead_clients);
+	list_init(&w->auth_queries);
 	list_init(&w->dead_servers);
 	for (size_t i = 0; i < ARRAY_SIZE(w->clients); i++)
 		list_init(&w->clients[i]);
@@ -312,6 +330,7 @@ static void worker_destroy(struct worker *w)
 		}
 		free(m);
 	}
+	auth_query_close_all(w);
 	cancel_table_free(w);
 	ps_registry_free(w->ps);
 	buf_cache_destroy(&w->bufs);

@@ -36,9 +36,26 @@ struct wmsg {
 	uint32_t pid, key;
 };
 
+/* Why a connection was refused before it logged in; each refusal is logged
+ * once and counted (the admin console and metrics show the counts). */
+#define REFUSAL_LIST(X)                                                                            \
+	X(REFUSED_ALLOW, "allow")                                                                  \
+	X(REFUSED_HBA, "hba")                                                                      \
+	X(REFUSED_TLS, "tls")                                                                      \
+	X(REFUSED_PROXY, "proxy_protocol")                                                         \
+	X(REFUSED_THROTTLE, "throttle")                                                            \
+	X(REFUSED_AUTH, "auth")                                                                    \
+	X(REFUSED_LOGIN_TIMEOUT, "login_timeout")
+
+#define X_ENUM(id, name) id,
+enum refusal { REFUSAL_LIST(X_ENUM) REFUSAL_COUNT };
+#undef X_ENUM
+
+const char *refusal_name(enum refusal r);
+
 struct worker_stats {
 	uint64_t clients_accepted;
-	uint64_t clients_refused;
+	uint64_t refused[REFUSAL_COUNT];
 	uint64_t servers_opened;
 	uint64_t bytes_in, bytes_out;
 };
@@ -67,6 +84,7 @@ struct worker {
 
 	struct buf_cache bufs;
 	struct ps_registry *ps; /* prepared statements of its clients */
+	struct list auth_queries; /* its auth_query connections (proxy/auth_query.h) */
 	uint64_t next_client_id;
 
 	/* Connections by state (each state is a list). */

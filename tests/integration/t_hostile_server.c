@@ -134,7 +134,16 @@ static void *fake_server(void *arg)
 			return NULL;
 		uint8_t len4[4];
 		char script[64] = "";
-		if (read_full(fd, len4, 4)) {
+		bool got = read_full(fd, len4, 4);
+		uint8_t code[4];
+		/* An SSLRequest (server_tls_sslmode prefer) gets 'N', as from a
+		 * PostgreSQL without ssl; then the startup packet comes. */
+		if (got && memcmp(len4, "\0\0\0\x08", 4) == 0 && read_full(fd, code, 4) &&
+		    memcmp(code, "\x04\xd2\x16\x2f", 4) == 0) {
+			send_all(fd, "N", 1);
+			got = read_full(fd, len4, 4);
+		}
+		if (got) {
 			uint32_t len = ((uint32_t)len4[0] << 24) | ((uint32_t)len4[1] << 16) |
 			        ((uint32_t)len4[2] << 8) | len4[3];
 			char *pkt = len >= 8 && len < 10000 ? calloc(1, len) : NULL;

@@ -424,6 +424,22 @@ pid_t h_spawn(const char *const argv[], const char *const env[], const char *out
 	_exit(127);
 }
 
+pid_t h_start_bg(const char *const argv[], const char *out_path)
+{
+	pid_t pid = h_spawn(argv, NULL, out_path, false, NULL);
+	if (pid > 0)
+		track_child(pid, true);
+	return pid;
+}
+
+void h_stop_bg(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	h_stop_pid(pid, SIGTERM, 5, NULL);
+	track_child(pid, false);
+}
+
 int h_status_code(int st)
 {
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

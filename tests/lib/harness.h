@@ -83,6 +83,12 @@ void h_md5_hex(const void *data, size_t len, char hex[33]);
  * `timeout` seconds (it is then killed). */
 int h_run(const char *const argv[], const char *const env[], double timeout, char **output);
 
+/* Starts a program in the background (output appended to `out_path`); it
+ * is killed at cleanup if still running.  -1 if fork failed. */
+pid_t h_start_bg(const char *const argv[], const char *out_path);
+/* SIGTERM (escalating if needed) and reap. */
+void h_stop_bg(pid_t pid);
+
 /* --- PostgreSQL */
 
 struct h_pg_opts {

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -43,6 +44,37 @@ int wire_connect(int port)
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	return fd;
+}
+
+int wire_connect_from(const char *src, const char *dst, int port)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+	struct addrinfo *from = NULL, *to = NULL;
+	char portstr[16];
+	snprintf(portstr, sizeof portstr, "%d", port);
+	int fd = -1;
+	if (getaddrinfo(src, "0", &hints, &from) != 0 ||
+	    getaddrinfo(dst, portstr, &hints, &to) != 0) {
+		diag("wire_connect_from: bad address %s or %s", src, dst);
+		goto out;
+	}
+	fd = socket(to->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, from->ai_addr, from->ai_addrlen) < 0 ||
+	    connect(fd, to->ai_addr, to->ai_addrlen) < 0) {
+		diag("connect from %s to %s port %d: %s", src, dst, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		goto out;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+out:
+	if (from)
+		freeaddrinfo(from);
+	if (to)
+		freeaddrinfo(to);
 	return fd;
 }
 

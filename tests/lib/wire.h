@@ -20,6 +20,9 @@
 
 /* Connected socket, or -1 (with a diagnostic). */
 int wire_connect(int port);
+/* From source address `src` (e.g. "127.0.0.2", "::1") to `dst`:port:
+ * how tests act as different hosts. */
+int wire_connect_from(const char *src, const char *dst, int port);
 int wire_connect_unix(const char *dir, int port);
 /* Closes with an RST instead of a FIN. */
 void wire_abort(int fd);

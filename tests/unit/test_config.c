@@ -268,7 +268,7 @@ static void test_bad_values(void)
 	        ":5: workers: expected an integer between 0 and 256, got '257'",
 	        ":6: syslog: expected a boolean (1/0, yes/no, on/off, true/false), got 'maybe'",
 	        ":7: pool_mode: expected session, transaction or statement, got 'sometimes'",
-	        ":8: auth_type: expected trust, md5, scram-sha-256 or plain, got 'hba'",
+	        ":8: auth_type: expected trust, md5, scram-sha-256, plain, cert or hba, got 'ldap'",
 	        l9,
 	        l10,
 	        l11,
@@ -330,7 +330,7 @@ static void test_pgbouncer_ini(void)
 	is_int(c->listen_backlog, 64, "upper-case key");
 	is_int(c->auth_type, AUTH_TRUST, "auth_type");
 	const char *want[] = {
-	        ":9: 'server_tls_sslmode' is not supported by pgmoat, ignored",
+	        ":9: 'client_tls_dheparams' is not supported by pgmoat, ignored",
 	        ":10: 'stats_period' is not supported by pgmoat, ignored",
 	        ":11: unknown setting 'listen_prot' (did you mean 'listen_port'?)",
 	        ":12: unknown setting 'max_clien_conn' (did you mean 'max_client_conn'?)",
