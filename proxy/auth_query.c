@@ -136,6 +136,8 @@ static void take_result(struct aq_conn *q, PGresult *r)
 		    *PQgetvalue(r, 0, 1)) {
 			q->found = true;
 			q->secret = xstrdup(PQgetvalue(r, 0, 1));
+			/* The result's copy goes with PQclear: zero it first. */
+			secure_zero(PQgetvalue(r, 0, 1), strlen(q->secret));
 		} else if (PQntuples(r) > 1) {
 			log_warning(
 			        "auth_query returned %d rows for user \"%s\": treated as unknown",

@@ -16,6 +16,7 @@
 #include "proxy/client.h"
 #include "proxy/listener.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 
 #define SWEEP_INTERVAL 0.1 /* seconds */
 #define BUF_CACHE_MAX 64 /* free buffers kept per worker */
@@ -323,6 +324,7 @@ static void worker_destroy(struct worker *w)
 	while ((n = list_pop(&w->inbox))) {
 		struct wmsg *m = container_of(n, struct wmsg, node);
 		if (m->kind == WMSG_HANDOFF && m->server) {
+			tls_close(&m->server->conn);
 			pkt_free(&m->server->conn.out);
 			if (m->server->conn.fd >= 0)
 				close(m->server->conn.fd);

@@ -54,13 +54,6 @@ static struct h_moat *start_moat(struct h_pg *pg, const char *settings)
 	return m;
 }
 
-static bool reload(struct h_moat *m, const char *expect)
-{
-	h_moat_log_mark(m);
-	h_moat_signal(m, SIGHUP);
-	return h_moat_log_wait(m, expect, 10);
-}
-
 /* A client at `src` (NULL: the Unix socket); IPv6 sources go to ::1. */
 static int connect_as(const struct h_moat *m, const char *src)
 {
@@ -86,25 +79,10 @@ static int local_port(int fd)
 static char *login_as(const struct h_moat *m, const char *src, const char *user, const char *db,
                       const char *pw, int *code)
 {
-	struct wire_login l;
-	memset(&l, 0, sizeof(l));
-	l.auth_code = -1;
-	char *out;
 	int fd = connect_as(m, src);
-	if (fd < 0) {
-		out = strdup("no connection");
-	} else if (!wire_login(fd, 0, user, db, pw, &l)) {
-		out = l.sqlstate[0] ? h_strdupf("%s %s", l.sqlstate, l.message)
-		                    : h_strdupf("failed: %s", l.message);
-	} else {
-		struct wire_result r;
-		wire_query(fd, "select current_user || '@' || current_database()", 10, &r);
-		out = r.ok ? h_strdupf("ok %s", r.value) : h_strdupf("query: %s", r.message);
-	}
+	char *out = wire_whoami(fd, user, db, pw, code);
 	if (fd >= 0)
 		close(fd);
-	if (code)
-		*code = l.auth_code;
 	return out;
 }
 
@@ -164,7 +142,7 @@ static void test_allow(struct h_pg *pg)
 
 	const char *settings = "auth_type = trust\nallow = 127.0.0.3/32\n";
 	write_ini(m, settings);
-	ok(reload(m, "configuration reloaded"), "allow = 127.0.0.3/32 on SIGHUP: reloaded");
+	ok(h_moat_reload(m, "configuration reloaded"), "allow = 127.0.0.3/32 on SIGHUP: reloaded");
 	expect_login(m, "127.0.0.3", "app", "app", NULL, 0, "after the reload 127.0.0.3 logs in");
 	expect_closed_at_accept(m, "127.0.0.2", "allow", "after the reload 127.0.0.2");
 	expect_closed_at_accept(m, "::1", "allow", "after the reload ::1 (IPv6 not allowed)");
@@ -277,7 +255,7 @@ static void test_hba(struct h_pg *pg)
 	/* A broken file keeps the rules in use. */
 	if (!h_write_file(path, RULES_BROKEN))
 		h_bail("cannot write %s", path);
-	ok(reload(m, "reload failed"), "SIGHUP with a broken hba file: reload failed");
+	ok(h_moat_reload(m, "reload failed"), "SIGHUP with a broken hba file: reload failed");
 	char *where = h_strdupf("%s:3: method ident is not supported", path);
 	ok(h_moat_log_has(m, where), "the log has the error as path:line (%s)", where);
 	free(where);
@@ -292,7 +270,7 @@ static void test_hba(struct h_pg *pg)
 	/* A good file takes effect for new connections. */
 	if (!h_write_file(path, RULES_V2))
 		h_bail("cannot write %s", path);
-	ok(reload(m, "configuration reloaded"), "SIGHUP with a good hba file: reloaded");
+	ok(h_moat_reload(m, "configuration reloaded"), "SIGHUP with a good hba file: reloaded");
 	expect_login(m, "127.0.0.3", "app", "app", NULL, 0, "new rules: 127.0.0.3 is trusted");
 	expect_closed_at_accept(m, "127.0.0.2", "hba", "new rules: 127.0.0.2 (leading reject)");
 	expect_closed_at_accept(m, "::1", "hba", "new rules: ::1 (no rule)");

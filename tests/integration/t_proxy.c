@@ -35,31 +35,12 @@
 
 static void write_ini(struct h_moat *m, const char *hba, const char *trusted, const char *allow)
 {
-	char *t = h_strdupf("[databases]\n"
-	                    "app = host=127.0.0.1 port=@PGPORT@ dbname=app\n"
-	                    "\n"
-	                    "[pgmoat]\n"
-	                    "listen_addr = 127.0.0.1\n"
-	                    "listen_port = @PORT@\n"
-	                    "unix_socket_dir = @SOCKDIR@\n"
-	                    "auth_file = @AUTHFILE@\n"
-	                    "auth_type = trust\n"
-	                    "workers = 2\n"
-	                    "pool_mode = session\n"
-	                    "auth_hba_file = %s\n"
-	                    "proxy_protocol_trusted = %s\n"
-	                    "%s",
+	char *t = h_strdupf("pool_mode = session\nauth_hba_file = %s\n"
+	                    "proxy_protocol_trusted = %s\n%s",
 	                    hba, trusted, allow);
-	if (!h_moat_write_ini(m, t))
+	if (!h_moat_write_std_ini(m, NULL, t))
 		h_bail("cannot write the configuration");
 	free(t);
-}
-
-static bool reload(struct h_moat *m, const char *expect)
-{
-	h_moat_log_mark(m);
-	h_moat_signal(m, SIGHUP);
-	return h_moat_log_wait(m, expect, 10);
 }
 
 static int local_port(int fd)
@@ -167,29 +148,19 @@ static void put_startup(struct hdr *h, const char *user)
 static char *login_via(const struct h_moat *m, const char *from, const struct hdr *h,
                        const char *user, const char *pw, int *code, int *port)
 {
-	struct wire_login l;
-	memset(&l, 0, sizeof(l));
-	l.auth_code = -1;
-	char *out;
 	int fd = wire_connect_from(from, "127.0.0.1", m->port);
 	if (port)
 		*port = fd >= 0 ? local_port(fd) : -1;
-	if (fd < 0) {
-		out = strdup("no connection");
-	} else if (h && !wire_send(fd, h->b, h->n)) {
+	char *out;
+	if (fd >= 0 && h && !wire_send(fd, h->b, h->n)) {
 		out = strdup("could not send the header");
-	} else if (!wire_login(fd, 0, user, "app", pw, &l)) {
-		out = l.sqlstate[0] ? h_strdupf("%s %s", l.sqlstate, l.message)
-		                    : h_strdupf("failed: %s", l.message);
+		if (code)
+			*code = -1;
 	} else {
-		struct wire_result r;
-		wire_query(fd, "select current_user || '@' || current_database()", 10, &r);
-		out = r.ok ? h_strdupf("ok %s", r.value) : h_strdupf("query: %s", r.message);
+		out = wire_whoami(fd, user, "app", pw, code);
 	}
 	if (fd >= 0)
 		close(fd);
-	if (code)
-		*code = l.auth_code;
 	return out;
 }
 
@@ -418,7 +389,7 @@ int main(void)
 	/* The balancer allowed: LOCAL and UNKNOWN log in as the balancer, a
 	 * header is still required. */
 	write_ini(m, hba, BALANCER "/32", "allow = 10.1.0.0/16, 127.0.0.2/32, 127.0.0.5/32\n");
-	ok(reload(m, "configuration reloaded"), "SIGHUP: allow gets " BALANCER);
+	ok(h_moat_reload(m, "configuration reloaded"), "SIGHUP: allow gets " BALANCER);
 	struct hdr h = v2(V2_LOCAL, 0x00, NULL, NULL, 0, 0, NULL);
 	expect_login(m, BALANCER, &h, "app", NULL, 0, NULL, "v2 LOCAL logs in as " BALANCER);
 	h = v1("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n");
@@ -430,7 +401,8 @@ int main(void)
 
 	/* No longer trusted: a plain login works, a header is refused. */
 	write_ini(m, hba, "127.0.0.6/32", "allow = 10.1.0.0/16, 127.0.0.2/32, 127.0.0.5/32\n");
-	ok(reload(m, "configuration reloaded"), "SIGHUP: proxy_protocol_trusted is 127.0.0.6/32");
+	ok(h_moat_reload(m, "configuration reloaded"),
+	   "SIGHUP: proxy_protocol_trusted is 127.0.0.6/32");
 	expect_login(m, BALANCER, NULL, "app", NULL, 0, NULL,
 	             BALANCER " untrusted: a plain login works");
 	h = v1("PROXY TCP4 10.1.2.3 127.0.0.1 5000 6432\r\n");

@@ -38,13 +38,6 @@ static void write_ini(struct h_moat *m, const char *pool, const char *wait, int 
 	free(t);
 }
 
-static bool reload(struct h_moat *m, const char *expect)
-{
-	h_moat_log_mark(m);
-	h_moat_signal(m, SIGHUP);
-	return h_moat_log_wait(m, expect, 10);
-}
-
 /* A new client that wants a server: how it ended. */
 static void try_client(struct h_moat *m, struct h_async *a)
 {
@@ -77,7 +70,7 @@ int main(void)
 
 	/* query_wait_timeout 60 -> 1 */
 	write_ini(m, "1", "1", m->port);
-	ok(reload(m, "reloaded"), "SIGHUP: the log says the configuration was reloaded");
+	ok(h_moat_reload(m, "reloaded"), "SIGHUP: the log says the configuration was reloaded");
 	check_a(a, pid_a, "after the reload");
 	struct h_async w;
 	try_client(m, &w);
@@ -89,7 +82,7 @@ int main(void)
 
 	/* default_pool_size 1 -> 2 */
 	write_ini(m, "2", "1", m->port);
-	ok(reload(m, "reloaded"), "second reload logged");
+	ok(h_moat_reload(m, "reloaded"), "second reload logged");
 	struct h_async d;
 	try_client(m, &d);
 	ok(h_async_wait(&d, 5) && h_async_ok(&d),
@@ -100,7 +93,7 @@ int main(void)
 	/* A broken file: the old configuration stays. */
 	write_ini(m, "lots", "1", m->port);
 	char *where = h_strdupf("%s:%d", m->ini, POOL_LINE);
-	ok(reload(m, where), "broken file on SIGHUP: the error is logged as file:line");
+	ok(h_moat_reload(m, where), "broken file on SIGHUP: the error is logged as file:line");
 	ok(!h_moat_log_has(m, "configuration reloaded"), "and nothing is reloaded");
 	h_moat_log_diag(m);
 	free(where);
@@ -124,13 +117,13 @@ int main(void)
 	/* listen_port cannot change without a restart. */
 	int other = h_free_port();
 	write_ini(m, "2", "1", other);
-	ok(reload(m, "listen_port"), "changing listen_port on SIGHUP is logged");
+	ok(h_moat_reload(m, "listen_port"), "changing listen_port on SIGHUP is logged");
 	ok(h_moat_log_has(m, "restart"), "as needing a restart");
 	ok(h_tcp_accepts(m->port), "the old port still accepts connections");
 	ok(!h_tcp_accepts(other), "the new port is not opened");
 	check_a(a, pid_a, "after the listen_port change");
 	write_ini(m, "2", "1", m->port);
-	ok(reload(m, "reloaded"), "back to the original file");
+	ok(h_moat_reload(m, "reloaded"), "back to the original file");
 
 	/* SIGTERM: stop accepting, let A's transaction finish, exit 0. */
 	ok(h_exec(a, "begin") && h_exec(a, "create temp table t (x int)"), "A opens a transaction");

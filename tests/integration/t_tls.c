@@ -354,21 +354,10 @@ static void test_auth_methods(struct h_pg *pg)
 	h_moat_stop(m);
 }
 
-/* pgmoat's own TLS to PostgreSQL. */
-static void test_server_tls(void)
+/* A pgmoat whose database is reached by name, as the certificate has it. */
+static struct h_moat *server_tls_moat(struct h_pg *pg, const char *settings)
 {
-	const struct h_certs *k = h_certs();
-	char *crt, *key;
-	h_certs_for_pg(&crt, &key);
-	char *conf = h_strdupf("ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n", crt, key);
-	struct h_pg_opts o = {.conf = conf, .auth = "scram-sha-256"};
-	struct h_pg *pg = h_pg_start(&o);
-	h_pg_create_app(pg, "app", "app", "app");
-	char *settings = h_strdupf(
-	        "server_tls_sslmode = verify-full\nserver_tls_ca_file = %s\nverbose = 1\n",
-	        k->ca_crt);
 	struct h_moat *m = h_moat_new(pg);
-	/* The database by name, as the certificate has it. */
 	char *tmpl = h_strdupf("[databases]\napp = host=localhost port=@PGPORT@ dbname=app\n"
 	                       "[pgmoat]\nlisten_addr = 127.0.0.1\nlisten_port = @PORT@\n"
 	                       "unix_socket_dir = @SOCKDIR@\nauth_file = @AUTHFILE@\n"
@@ -376,7 +365,31 @@ static void test_server_tls(void)
 	                       settings);
 	if (!h_moat_write_userlist(m, "\"app\" \"app\"\n") || !h_moat_write_ini(m, tmpl) ||
 	    !h_moat_start(m, NULL))
-		h_bail("pgmoat did not start");
+		h_bail("pgmoat did not start with: %s", settings);
+	free(tmpl);
+	return m;
+}
+
+/* pgmoat's own TLS to PostgreSQL. */
+static void test_server_tls(void)
+{
+	const struct h_certs *k = h_certs();
+	char *crt, *key;
+	h_certs_for_pg(&crt, &key);
+	char *conf = h_strdupf("ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n"
+	                       "ssl_ca_file = '%s'\n",
+	                       crt, key, k->ca_crt);
+	struct h_pg_opts o = {.conf = conf,
+	                      .auth = "scram-sha-256",
+	                      .hba_lines = "hostssl all certapp 127.0.0.1/32 cert\n"};
+	struct h_pg *pg = h_pg_start(&o);
+	h_pg_create_app(pg, "app", "app", "app");
+	h_pg_sql(pg, "create role certapp login");
+	char *settings = h_strdupf(
+	        "server_tls_sslmode = verify-full\nserver_tls_ca_file = %s\nverbose = 1\n",
+	        k->ca_crt);
+	struct h_moat *m = server_tls_moat(pg, settings);
+	free(settings);
 	PGconn *c = h_moat_connect(m, "app", "app", NULL);
 	char *v = h_connected(c) ? h_value(c,
 	                                   "select ssl::text || ' ' || version from pg_stat_ssl "
@@ -390,29 +403,50 @@ static void test_server_tls(void)
 	   "pgmoat logs in to PostgreSQL with SCRAM-SHA-256-PLUS (channel binding)");
 	h_moat_stop(m);
 
-	/* The wrong CA: pgmoat cannot log in, the client gets an error. */
+	/* A client certificate for PostgreSQL's cert method. */
+	char *ccrt, *ckey;
+	h_cert_client("certapp", false, &ccrt, &ckey);
+	settings = h_strdupf("server_tls_sslmode = verify-full\nserver_tls_ca_file = %s\n"
+	                     "server_tls_cert_file = %s\nserver_tls_key_file = %s\n",
+	                     k->ca_crt, ccrt, ckey);
+	m = server_tls_moat(pg, settings);
 	free(settings);
+	c = h_moat_connect(m, "certapp", "app", NULL);
+	v = h_connected(c) ? h_value(c,
+	                             "select current_user || ' ' || client_dn from pg_stat_ssl "
+	                             "where pid = pg_backend_pid()")
+	                   : NULL;
+	is_str(v, "certapp /CN=certapp",
+	       "server_tls_cert_file: PostgreSQL's cert method logs pgmoat in with it");
+	free(v);
+	PQfinish(c);
+	h_moat_stop(m);
+
+	/* The wrong CA: pgmoat cannot log in, the client gets an error. */
 	settings = h_strdupf("server_tls_sslmode = verify-full\nserver_tls_ca_file = %s\n",
 	                     k->other_ca_crt);
-	free(tmpl);
-	tmpl = h_strdupf("[databases]\napp = host=localhost port=@PGPORT@ dbname=app\n"
-	                 "[pgmoat]\nlisten_addr = 127.0.0.1\nlisten_port = @PORT@\n"
-	                 "unix_socket_dir = @SOCKDIR@\nauth_file = @AUTHFILE@\n"
-	                 "auth_type = trust\nworkers = 2\n%s",
-	                 settings);
-	struct h_moat *m2 = h_moat_new(pg);
-	if (!h_moat_write_userlist(m2, "\"app\" \"app\"\n") || !h_moat_write_ini(m2, tmpl) ||
-	    !h_moat_start(m2, NULL))
-		h_bail("pgmoat did not start");
-	c = h_moat_connect(m2, "app", "app", NULL);
+	m = server_tls_moat(pg, settings);
+	c = h_moat_connect(m, "app", "app", NULL);
 	bool refused = !h_connected(c) || !h_exec(c, "select 1");
 	ok(refused, "server TLS with the wrong CA: the client gets an error");
 	PQfinish(c);
-	ok(h_moat_log_wait(m2, "certificate verify failed", 10),
+	ok(h_moat_log_wait(m, "certificate verify failed", 10),
 	   "the log says the server's certificate did not verify");
-	h_moat_stop(m2);
+	h_moat_stop(m);
+
+	/* require against a server without TLS: refused, not downgraded. */
+	struct h_pg *plain = h_pg_start(NULL);
+	h_pg_create_app(plain, "app", "app", "app");
+	m = server_tls_moat(plain, "server_tls_sslmode = require\n");
+	c = h_moat_connect(m, "app", "app", NULL);
+	refused = !h_connected(c) || !h_exec(c, "select 1");
+	ok(refused, "server_tls_sslmode = require and a server without TLS: no connection");
+	PQfinish(c);
+	ok(h_moat_log_wait(m, "does not support TLS", 10), "the log says the server has no TLS");
+	h_moat_stop(m);
 	free(settings);
-	free(tmpl);
+	free(ccrt);
+	free(ckey);
 	free(conf);
 	free(crt);
 	free(key);

@@ -178,6 +178,9 @@ int h_moat_stop(struct h_moat *m);
 void h_moat_log_mark(struct h_moat *m);
 bool h_moat_log_has(struct h_moat *m, const char *needle); /* case-insensitive */
 bool h_moat_log_wait(struct h_moat *m, const char *needle, double timeout);
+/* SIGHUP, then waits (10 s) for `expect` in the log past a new mark, e.g.
+ * "configuration reloaded" or "reload failed". */
+bool h_moat_reload(struct h_moat *m, const char *expect);
 /* Prints the log since the mark as diagnostics. */
 void h_moat_log_diag(struct h_moat *m);
 

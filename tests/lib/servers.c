@@ -491,6 +491,13 @@ static size_t file_size(const char *path)
 	return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
 }
 
+bool h_moat_reload(struct h_moat *m, const char *expect)
+{
+	h_moat_log_mark(m);
+	h_moat_signal(m, SIGHUP);
+	return h_moat_log_wait(m, expect, 10);
+}
+
 void h_moat_log_mark(struct h_moat *m)
 {
 	m->log_mark = file_size(m->log);

@@ -562,3 +562,35 @@ bool wire_query(int fd, const char *sql, double timeout, struct wire_result *r)
 		wire_msg_free(&m);
 	}
 }
+
+/* "<a><sep><b>", malloc'd. */
+static char *join2(const char *a, const char *sep, const char *b)
+{
+	size_t n = strlen(a) + strlen(sep) + strlen(b) + 1;
+	char *out = malloc(n);
+	if (out)
+		snprintf(out, n, "%s%s%s", a, sep, b);
+	return out;
+}
+
+char *wire_whoami(int fd, const char *user, const char *db, const char *password, int *auth_code)
+{
+	struct wire_login l;
+	memset(&l, 0, sizeof l);
+	l.auth_code = -1;
+	char *out;
+	if (fd < 0) {
+		out = strdup("no connection");
+	} else if (!wire_login(fd, 0, user, db, password, &l)) {
+		out = l.sqlstate[0] ? join2(l.sqlstate, " ", l.message)
+		                    : join2("failed", ": ", l.message);
+	} else {
+		struct wire_result r;
+		memset(&r, 0, sizeof r);
+		wire_query(fd, "select current_user || '@' || current_database()", 10, &r);
+		out = r.ok ? join2("ok", " ", r.value) : join2("query", ": ", r.message);
+	}
+	if (auth_code)
+		*auth_code = l.auth_code;
+	return out;
+}

@@ -92,4 +92,10 @@ struct wire_result {
 /* Sends a simple Query and reads up to ReadyForQuery (or EOF/timeout). */
 bool wire_query(int fd, const char *sql, double timeout, struct wire_result *r);
 
+/* Logs in on `fd` (-1: "no connection") and asks who it is: "ok user@db",
+ * a refusal's "SQLSTATE message", or what went wrong (malloc'd).
+ * `auth_code` (may be NULL) gets the first authentication request, -1 if
+ * none. */
+char *wire_whoami(int fd, const char *user, const char *db, const char *password, int *auth_code);
+
 #endif
