@@ -32,7 +32,104 @@ static void db_entry_clear(struct db_entry *db)
 	if (db->password)
 		secure_zero(db->password, strlen(db->password));
 	settings_param_clear(SETTINGS_DB_PARAMS, db);
+	for (int i = 0; i < db->n_hosts; i++)
+		free(db->hosts[i].host);
+	free(db->hosts);
 	free(db->name);
+}
+
+/* Split "a,b,c" into at most `max` trimmed items (empty items kept as "");
+ * the count, or -1 if there are more. */
+static int split_list(const char *s, char **out, int max)
+{
+	int n = 0;
+	const char *p = s;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (n == max) {
+			for (int i = 0; i < n; i++)
+				free(out[i]);
+			return -1;
+		}
+		while (len > 0 && isspace((unsigned char)*p)) {
+			p++;
+			len--;
+		}
+		while (len > 0 && isspace((unsigned char)p[len - 1]))
+			len--;
+		out[n++] = xstrndup(p, len);
+		if (!comma)
+			return n;
+		p = comma + 1;
+	}
+}
+
+/* A number list item: 1 or `n` items, each lo..hi. */
+static bool list_numbers(const char *name, const char *s, int n, long lo, long hi, int *out,
+                         char *msg, size_t len)
+{
+	char *items[DB_MAX_HOSTS];
+	int k = split_list(s, items, DB_MAX_HOSTS);
+	bool good = k == 1 || k == n;
+	if (!good)
+		snprintf(msg, len, "%s: expected one value or one per host (%d), got '%s'", name, n,
+		         s);
+	for (int i = 0; good && i < k; i++) {
+		char *end;
+		long x = strtol(items[i], &end, 10);
+		if (!items[i][0] || *end || x < lo || x > hi) {
+			snprintf(msg, len, "%s: expected integers between %ld and %ld, got '%s'",
+			         name, lo, hi, items[i]);
+			good = false;
+		}
+		for (int j = i; good && j < n; j += k)
+			out[j] = (int)x;
+	}
+	for (int i = 0; i < k; i++)
+		free(items[i]);
+	return good;
+}
+
+/* host=a,b port=p[,q] weight=w[,v]: one struct db_host per host. */
+static bool db_hosts(struct db_entry *db, char *msg, size_t len)
+{
+	char *names[DB_MAX_HOSTS];
+	int n = db->host ? split_list(db->host, names, DB_MAX_HOSTS) : 1;
+	if (n < 0) {
+		snprintf(msg, len, "host: at most %d hosts", DB_MAX_HOSTS);
+		return false;
+	}
+	if (!db->host)
+		names[0] = NULL;
+	db->hosts = xcalloc((size_t)n, sizeof(*db->hosts));
+	db->n_hosts = n;
+	bool good = true;
+	for (int i = 0; i < n; i++) {
+		db->hosts[i].host = names[i] && names[i][0] ? names[i] : NULL;
+		if (names[i] && !names[i][0]) {
+			free(names[i]);
+			if (n > 1) {
+				snprintf(msg, len, "host: empty host name in '%s'", db->host);
+				good = false;
+			}
+		}
+		db->hosts[i].port = 5432;
+		db->hosts[i].weight = 1;
+	}
+	int v[DB_MAX_HOSTS];
+	if (good && db->ports) {
+		good = list_numbers("port", db->ports, n, 1, 65535, v, msg, len);
+		for (int i = 0; good && i < n; i++)
+			db->hosts[i].port = v[i];
+	}
+	if (good && db->weights) {
+		good = list_numbers("weight", db->weights, n, 1, 100, v, msg, len);
+		for (int i = 0; good && i < n; i++)
+			db->hosts[i].weight = v[i];
+	}
+	db->port = db->hosts[0].port;
+	return good;
 }
 
 static void config_free(struct config *c)
@@ -232,6 +329,11 @@ static void load_db(struct loader *ld, const char *file, int line, const char *n
 		good = false;
 	}
 	good = parse_params(ld, file, line, what, SETTINGS_DB_PARAMS, &db, value) && good;
+	char msg[256];
+	if (good && !db_hosts(&db, msg, sizeof(msg))) {
+		add_msg(ld->errors, file, line, "%s: %s", what, msg);
+		good = false;
+	}
 	if (!good) {
 		db_entry_clear(&db);
 		return;

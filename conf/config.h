@@ -50,7 +50,23 @@
 	X(GUARD_WARN, "warn")                                                                      \
 	X(GUARD_OFF, "off")
 
+/* Which host of a database's list a session or transaction goes to, in
+ * libpq's vocabulary (doc/routing.md). */
+#define TSA_LIST(X)                                                                                \
+	X(TSA_READ_WRITE, "read-write")                                                            \
+	X(TSA_PRIMARY, "primary")                                                                  \
+	X(TSA_READ_ONLY, "read-only")                                                              \
+	X(TSA_STANDBY, "standby")                                                                  \
+	X(TSA_PREFER_STANDBY, "prefer-standby")                                                    \
+	X(TSA_ANY, "any")
+
+#define READ_ROUTING_LIST(X)                                                                       \
+	X(READ_ROUTING_OFF, "off")                                                                 \
+	X(READ_ROUTING_AUTO, "auto")
+
 #define X_ENUM(id, name) id,
+enum tsa { TSA_LIST(X_ENUM) TSA_COUNT };
+enum read_routing { READ_ROUTING_LIST(X_ENUM) READ_ROUTING_COUNT };
 enum pool_mode { POOL_MODE_LIST(X_ENUM) POOL_MODE_COUNT };
 enum guard_mode { GUARD_MODE_LIST(X_ENUM) GUARD_MODE_COUNT };
 enum auth_type { AUTH_TYPE_LIST(X_ENUM) AUTH_TYPE_COUNT };
@@ -60,6 +76,17 @@ enum tls_mode { TLS_MODE_LIST(X_ENUM) TLS_MODE_COUNT };
 const char *pool_mode_name(enum pool_mode m);
 const char *auth_type_name(enum auth_type a);
 const char *tls_mode_name(enum tls_mode m);
+const char *tsa_name(enum tsa t);
+
+/* The most hosts one [databases] entry may list. */
+#define DB_MAX_HOSTS 16
+
+/* One host of a [databases] entry. */
+struct db_host {
+	char *host; /* NULL: unix socket in the default directory */
+	int port;
+	int weight; /* share of reads among replicas, 1..100 */
+};
 
 /* One [databases] entry, pgbouncer syntax:
  *   name = host=H port=P dbname=D user=U password=S pool_size=N pool_mode=M
@@ -83,6 +110,12 @@ struct db_entry {
 	char *datestyle;
 	char *timezone;
 	char *application_name;
+	char *ports; /* the port parameter as written: "5432" or "5432,5433" */
+	char *weights; /* the weight parameter as written, or NULL */
+	int tsa; /* enum tsa */
+	/* host, port and weight split into one entry per host (at least one). */
+	struct db_host *hosts;
+	int n_hosts;
 	int line; /* where it was defined, for messages */
 };
 
@@ -164,6 +197,18 @@ struct config {
 	double login_failure_window;
 	double login_failure_cooldown;
 	double login_failure_delay;
+
+	/* routing to replicas (pool/router.h, proxy/health.h) */
+	double health_check_period;
+	int health_check_failures;
+	double health_check_timeout;
+	char *health_check_user;
+	char *health_check_dbname;
+	int read_routing; /* enum read_routing */
+	struct strlist write_functions;
+	double max_replica_lag; /* seconds; 0: no limit */
+	int max_replica_lag_bytes; /* 0: no limit */
+	bool read_your_writes;
 
 	/* auth_query (proxy/auth_query.h) */
 	char *auth_user; /* "" : no auth_query */

@@ -33,6 +33,8 @@ static const char *const pool_mode_names[] = {POOL_MODE_LIST(X_NAME) NULL};
 static const char *const auth_type_names[] = {AUTH_TYPE_LIST(X_NAME) NULL};
 static const char *const guard_mode_names[] = {GUARD_MODE_LIST(X_NAME) NULL};
 static const char *const tls_mode_names[] = {TLS_MODE_LIST(X_NAME) NULL};
+static const char *const tsa_names[] = {TSA_LIST(X_NAME) NULL};
+static const char *const read_routing_names[] = {READ_ROUTING_LIST(X_NAME) NULL};
 #undef X_NAME
 
 const char *pool_mode_name(enum pool_mode m)
@@ -43,6 +45,11 @@ const char *pool_mode_name(enum pool_mode m)
 const char *auth_type_name(enum auth_type a)
 {
 	return (unsigned)a < AUTH_TYPE_COUNT ? auth_type_names[a] : "unknown";
+}
+
+const char *tsa_name(enum tsa t)
+{
+	return (unsigned)t < TSA_COUNT ? tsa_names[t] : "unknown";
 }
 
 const char *tls_mode_name(enum tls_mode m)
@@ -376,6 +383,40 @@ static const struct setting settings[] = {
 	S_TIME(login_failure_delay, "1", 0,
 		"How long a refused attempt from a throttled address is held before the "
 		"error is sent."),
+	S_TIME(health_check_period, "1", 100,
+		"How often each host of a database with several hosts is probed (reachable, "
+		"primary or replica, WAL position, replay lag). See doc/routing.md."),
+	S_INT(health_check_failures, "2", RELOAD, 1, 100,
+		"Failed probes in a row after which a host is taken as down; one success brings "
+		"it back."),
+	S_TIME(health_check_timeout, "2", 100,
+		"A probe (connect and query) not answered within this time has failed."),
+	S_STR(health_check_user, SETTING_STRING, "postgres", RELOAD, NULL,
+		"User the probes log in as (its password, if one is needed, from `auth_file`); "
+		"any role that may log in will do."),
+	S_STR(health_check_dbname, SETTING_STRING, "postgres", RELOAD, NULL,
+		"Database the probes connect to."),
+	S_ENUM(read_routing, "off", read_routing_names,
+		"auto: on a read-write database with replicas, a transaction that begins READ "
+		"ONLY, or whose first statement is a plain SELECT calling none of "
+		"`write_functions`, goes to a replica; off: all to the primary."),
+	S_LIST(write_functions, "nextval, setval, currval, lastval, pg_advisory_lock, "
+		"pg_advisory_xact_lock, pg_advisory_lock_shared, pg_advisory_xact_lock_shared, "
+		"pg_try_advisory_lock, pg_try_advisory_xact_lock, pg_try_advisory_lock_shared, "
+		"pg_try_advisory_xact_lock_shared, pg_advisory_unlock, pg_advisory_unlock_shared, "
+		"pg_advisory_unlock_all, lo_*, set_config, txid_current, pg_current_xact_id, "
+		"pg_notify, pg_switch_wal, pg_create_restore_point, pg_sleep", RELOAD, NULL,
+		"Functions that make a SELECT go to the primary under `read_routing = auto` (a "
+		"trailing * matches a prefix)."),
+	S_TIME(max_replica_lag, "10", 0,
+		"A replica whose replay is further behind than this gets no new reads; 0: no "
+		"limit."),
+	S_SIZE(max_replica_lag_bytes, "16777216", RELOAD, 0, INT_MAX,
+		"A replica whose replay is more WAL bytes behind the primary than this gets no "
+		"new reads; 0: no limit."),
+	S_BOOL(read_your_writes, "1", RELOAD,
+		"After a client's transaction wrote on the primary, its reads go only to replicas "
+		"that have replayed that far (else to the primary)."),
 	S_STR(auth_user, SETTING_STRING, "", RELOAD, NULL,
 		"User that runs `auth_query` for users missing from `auth_file` (its password "
 		"comes from `auth_file`); empty: no lookup."),
@@ -423,7 +464,8 @@ const struct setting *config_find_setting(const char *name)
 
 /* --- [databases] and [users] parameters ------------------------------- */
 
-enum param_kind { PARAM_STR, PARAM_INT, PARAM_POOL_MODE };
+/* PARAM_INT_LIST: integers min..max, comma-separated, kept as written. */
+enum param_kind { PARAM_STR, PARAM_INT, PARAM_INT_LIST, PARAM_POOL_MODE, PARAM_TSA };
 
 struct param {
 	const char *name; /* first, like struct setting: see closest_name() */
@@ -443,8 +485,17 @@ struct param {
 static const struct param db_params[] = {
 	DB_STR(host, "unix socket",
 		"Server host name or IP address; a comma-separated list names the primary and "
-		"its replicas."),
-	DB_INT(port, 1, 65535, "5432", "Server port."),
+		"its replicas, in any order (doc/routing.md)."),
+	{"port", PARAM_INT_LIST, P_FIELD(db_entry, ports, char *), 1, 65535, "5432",
+		"Server port; with several hosts, one port for all or one per host, "
+		"comma-separated."},
+	{"target_session_attrs", PARAM_TSA, P_FIELD(db_entry, tsa, int), 0, 0, "read-write",
+		"Which host serves this name: read-write or primary (the primary), read-only or "
+		"standby (a replica; none up is an error), prefer-standby (a replica, else the "
+		"primary), any (the least loaded host that is up)."},
+	{"weight", PARAM_INT_LIST, P_FIELD(db_entry, weights, char *), 1, 100, "1",
+		"Share of reads each replica gets, 1 to 100: one for all hosts or one per host, "
+		"comma-separated."},
 	DB_STR(dbname, "the name used", "Database name on the server."),
 	DB_STR(user, "the client's user",
 		"Log in to the server as this user, whoever the client logged in as."),
@@ -802,6 +853,39 @@ static bool param_set(const struct param *p, void *entry, const char *v, char *m
 		}
 		*(int *)f = (int)x;
 		return true;
+	case PARAM_INT_LIST: {
+		struct strlist l;
+		strlist_init(&l);
+		strlist_parse_csv(&l, v);
+		bool good = l.n > 0;
+		for (size_t i = 0; good && i < l.n; i++) {
+			if (!parse_long(l.items[i], &x) || x < p->min || x > p->max) {
+				snprintf(msg, len,
+				         "%s: expected an integer between %ld and %ld, got '%s'",
+				         p->name, p->min, p->max, l.items[i]);
+				good = false;
+			}
+		}
+		if (l.n == 0)
+			snprintf(msg, len, "%s: expected an integer between %ld and %ld, got '%s'",
+			         p->name, p->min, p->max, v);
+		strlist_free(&l);
+		if (!good)
+			return false;
+		free(*(char **)f);
+		*(char **)f = xstrdup(v);
+		return true;
+	}
+	case PARAM_TSA:
+		x = find_name(tsa_names, v);
+		if (x < 0) {
+			char names[160];
+			join_names(names, sizeof(names), tsa_names);
+			snprintf(msg, len, "%s: expected %s, got '%s'", p->name, names, v);
+			return false;
+		}
+		*(int *)f = (int)x;
+		return true;
 	case PARAM_POOL_MODE:
 		x = find_name(pool_mode_names, v);
 		if (x < 0) {
@@ -853,7 +937,7 @@ void settings_param_clear(enum settings_params t, void *entry)
 	size_t n;
 	param_table(t, &params, &n);
 	for (size_t i = 0; i < n; i++)
-		if (params[i].kind == PARAM_STR)
+		if (params[i].kind == PARAM_STR || params[i].kind == PARAM_INT_LIST)
 			free(*(char **)((char *)entry + params[i].offset));
 }
 
@@ -1010,15 +1094,18 @@ static void doc_type(char *buf, size_t len, const struct setting *s)
 
 static void doc_params(FILE *f, const struct param *params, size_t n)
 {
-	char names[128];
+	char names[160];
 	fprintf(f, "| parameter | type | default | description |\n| --- | --- | --- | --- |\n");
 	for (size_t i = 0; i < n; i++) {
 		const struct param *p = &params[i];
 		fprintf(f, "| `%s` | ", p->name);
 		if (p->kind == PARAM_INT)
 			fprintf(f, "integer, %ld..%ld", p->min, p->max);
-		else if (p->kind == PARAM_POOL_MODE) {
-			join_names(names, sizeof(names), pool_mode_names);
+		else if (p->kind == PARAM_INT_LIST)
+			fprintf(f, "integers, %ld..%ld, comma-separated", p->min, p->max);
+		else if (p->kind == PARAM_POOL_MODE || p->kind == PARAM_TSA) {
+			join_names(names, sizeof(names),
+			           p->kind == PARAM_TSA ? tsa_names : pool_mode_names);
 			fputs(names, f);
 		} else {
 			fputs("string", f);

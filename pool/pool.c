@@ -97,11 +97,11 @@ static bool str_same(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-static void target_from(struct pool_target *t, const struct db_entry *db, const char *dbname,
-                        const char *user)
+static void target_from(struct pool_target *t, const struct db_entry *db, int host,
+                        const char *dbname, const char *user)
 {
-	t->host = dup_or_null(db->host);
-	t->port = db->port > 0 ? db->port : 5432;
+	t->host = dup_or_null(db->hosts[host].host);
+	t->port = db->hosts[host].port;
 	t->dbname = xstrdup(db->dbname ? db->dbname : dbname);
 	t->user = xstrdup(db->user ? db->user : user);
 	t->password = dup_or_null(db->password);
@@ -109,6 +109,23 @@ static void target_from(struct pool_target *t, const struct db_entry *db, const 
 	t->datestyle = dup_or_null(db->datestyle);
 	t->timezone = dup_or_null(db->timezone);
 	t->application_name = dup_or_null(db->application_name);
+}
+
+uint64_t pool_host_key(const char *host, int port)
+{
+	/* FNV-1a over the host name, a separator, and the port. */
+	uint64_t h = 14695981039346656037ull;
+	for (const char *p = host ? host : ""; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 1099511628211ull;
+	}
+	h ^= 0xff;
+	h *= 1099511628211ull;
+	for (int i = 0; i < 4; i++) {
+		h ^= ((uint32_t)port >> (8 * i)) & 0xff;
+		h *= 1099511628211ull;
+	}
+	return h;
 }
 
 static bool target_equal(const struct pool_target *a, const struct pool_target *b)
@@ -133,40 +150,81 @@ static void limits_from(struct pool *p, const struct config *cfg, const struct d
 		p->max_user_connections = u->max_user_connections;
 	p->reserve_pool_timeout = cfg->reserve_pool_timeout;
 	p->mode = db_pool_mode(cfg, db, u);
+	if (p->host < db->n_hosts)
+		atomic_store(&p->weight, db->hosts[p->host].weight);
 }
 
-struct pool *pool_get(const struct config *cfg, const struct db_entry *db, const char *dbname,
-                      const char *user)
+/* Find or create the pool of host `host`; called with R.lock held. */
+static struct pool *pool_of_host(const struct config *cfg, const struct db_entry *db,
+                                 const char *dbname, const char *user, int host, struct pool *group)
 {
-	pthread_mutex_lock(&R.lock);
 	struct pool *p;
 	for (p = R.pools; p; p = p->next)
-		if (strcmp(p->name, dbname) == 0 && strcmp(p->user, user) == 0)
+		if (p->host == host && strcmp(p->name, dbname) == 0 && strcmp(p->user, user) == 0)
 			break;
 	if (!p) {
 		p = xcalloc(1, sizeof(*p));
 		pthread_mutex_init(&p->lock, NULL);
 		p->name = xstrdup(dbname);
 		p->user = xstrdup(user);
+		p->host = host;
+		p->group = group ? group : p;
 		p->local = xcalloc((size_t)R.n_workers, sizeof(*p->local));
 		for (int i = 0; i < R.n_workers; i++) {
 			list_init(&p->local[i].idle);
 			list_init(&p->local[i].waiting);
 		}
-		target_from(&p->target, db, dbname, user);
+		target_from(&p->target, db, host, dbname, user);
+		atomic_store(&p->host_key, pool_host_key(p->target.host, p->target.port));
 		limits_from(p, cfg, db);
 		p->db_count = counter_get(&R.dbs, dbname);
 		p->user_count = counter_get(&R.users, p->target.user);
 		p->next = R.pools;
 		R.pools = p;
-	} else if (p->gone) {
+	} else if (p->gone && host < db->n_hosts) {
 		/* The entry came back after a reload removed it. */
 		pthread_mutex_lock(&p->lock);
 		p->gone = false;
 		pthread_mutex_unlock(&p->lock);
 	}
-	pthread_mutex_unlock(&R.lock);
 	return p;
+}
+
+/* The group's members for hosts up to db->n_hosts; called with R.lock held. */
+static void group_fill(struct pool *g, const struct config *cfg, const struct db_entry *db)
+{
+	int have = atomic_load(&g->n_members);
+	if (have == 0) {
+		g->members[0] = g;
+		atomic_store(&g->n_members, 1);
+		have = 1;
+	}
+	for (int h = have; h < db->n_hosts; h++) {
+		g->members[h] = pool_of_host(cfg, db, g->name, g->user, h, g);
+		atomic_store(&g->n_members, h + 1);
+	}
+	atomic_store(&g->tsa, db->tsa);
+}
+
+struct pool *pool_get(const struct config *cfg, const struct db_entry *db, const char *dbname,
+                      const char *user)
+{
+	pthread_mutex_lock(&R.lock);
+	struct pool *g = pool_of_host(cfg, db, dbname, user, 0, NULL);
+	group_fill(g, cfg, db);
+	pthread_mutex_unlock(&R.lock);
+	return g;
+}
+
+int pool_load(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	int idle = 0;
+	for (int i = 0; i < R.n_workers; i++)
+		idle += p->local[i].n_idle;
+	int load = p->n_servers - p->n_connecting - idle + p->n_waiting;
+	pthread_mutex_unlock(&p->lock);
+	return load < 0 ? 0 : load;
 }
 
 void pool_registry_reload(const struct config *cfg)
@@ -175,15 +233,16 @@ void pool_registry_reload(const struct config *cfg)
 	for (struct pool *p = R.pools; p; p = p->next) {
 		const struct db_entry *db = config_find_db(cfg, p->name);
 		pthread_mutex_lock(&p->lock);
-		if (!db) {
+		if (!db || p->host >= db->n_hosts) {
 			p->gone = true;
 			p->target_gen++;
 		} else {
 			struct pool_target t = {0};
-			target_from(&t, db, p->name, p->user);
+			target_from(&t, db, p->host, p->name, p->user);
 			if (!target_equal(&t, &p->target)) {
 				pool_target_free(&p->target);
 				p->target = t;
+				atomic_store(&p->host_key, pool_host_key(t.host, t.port));
 				p->target_gen++;
 				p->have_scram_keys = false;
 			} else {
@@ -193,6 +252,12 @@ void pool_registry_reload(const struct config *cfg)
 			p->gone = false;
 		}
 		pthread_mutex_unlock(&p->lock);
+	}
+	/* Groups whose entry now lists more hosts get their new members. */
+	for (struct pool *p = R.pools; p; p = p->next) {
+		const struct db_entry *db = config_find_db(cfg, p->name);
+		if (db && p->group == p)
+			group_fill(p, cfg, db);
 	}
 	pthread_mutex_unlock(&R.lock);
 }

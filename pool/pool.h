@@ -69,6 +69,18 @@ struct pool {
 	char *user; /* client user name */
 	struct pool *next;
 
+	/* A database entry that lists several hosts has one pool per host
+	 * and (database, user); the pool of host 0 leads the group: it holds
+	 * the members (itself first) and the routing settings.  Pools live as
+	 * long as pgmoat, so these pointers stay valid; n_members only grows. */
+	int host; /* index into the entry's hosts */
+	struct pool *group;
+	struct pool *members[DB_MAX_HOSTS]; /* group leader only */
+	atomic_int n_members; /* group leader only */
+	atomic_int tsa; /* enum tsa, group leader only */
+	atomic_int weight; /* of this pool's host */
+	_Atomic uint64_t host_key; /* pool_host_key() of the target's host and port */
+
 	/* Limits, refreshed on reload. */
 	int pool_size;
 	int reserve_pool;
@@ -116,10 +128,16 @@ struct pool {
 void pool_registry_init(int n_workers);
 void pool_registry_destroy(void);
 
-/* Find or create the pool for (database, user).  The target and limits are
- * taken from `cfg` when the pool is created. */
+/* Find or create the pools for (database, user), one per host of `db`; the
+ * group leader (host 0) is returned.  The targets and limits are taken from
+ * `cfg` when a pool is created. */
 struct pool *pool_get(const struct config *cfg, const struct db_entry *db, const char *dbname,
                       const char *user);
+/* A key for (host, port), NULL host included (proxy/health.h uses the same). */
+uint64_t pool_host_key(const char *host, int port);
+/* Transactions a pool is running or waiting for (servers handed out, and
+ * waiters), for the router. */
+int pool_load(struct pool *p);
 /* Refresh limits and targets of every pool from a newly loaded config. */
 void pool_registry_reload(const struct config *cfg);
 void pool_registry_foreach(void (*fn)(struct pool *p, void *arg), void *arg);

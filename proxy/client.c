@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "proxy/cancel.h"
 #include "proxy/client_auth.h"
+#include "proxy/route.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
 #include "proxy/tls.h"
@@ -295,6 +296,8 @@ void client_got_server(struct client *c, struct server *s)
 	s->pending_ready = 0;
 	s->unsynced = false;
 	s->session_dirty = false;
+	s->unit_hold = false;
+	s->wrote = false;
 	s->mode = c->pool->mode;
 	s->copy_in = false;
 	s->skip_to_sync = false;
@@ -323,41 +326,93 @@ void client_got_server(struct client *c, struct server *s)
 	pkt_free(&sql);
 }
 
-void client_cancel_wait(struct client *c)
+/* Where the request a waiting client sent ends (its messages up to a
+ * Query, Sync or FunctionCall), or 0 if it has not fully arrived. */
+static uint32_t request_end(const struct client *c)
 {
-	struct buf *b = &c->conn.in;
+	const struct buf *b = &c->conn.in;
 	if (!c->welcomed || c->conn.frame.remaining > 0)
-		return;
-	/* The request it waits with: its messages up to a Query or Sync. */
+		return 0;
 	uint32_t at = b->parsed;
-	bool whole = false;
-	while (!whole && b->recvd - at >= 5) {
+	while (b->recvd - at >= 5) {
 		uint8_t type = b->data[at];
 		uint32_t len = get_u32(b->data + at + 1);
 		if (len < 4 || b->recvd - at - 1 < len)
-			break;
+			return 0;
 		at += 1 + len;
-		whole = type == 'Q' || type == 'S' || type == 'F';
+		if (type == 'Q' || type == 'S' || type == 'F')
+			return at;
 	}
-	if (!whole) {
-		log_client(c, LL_DEBUG, "cancel request: its request has not fully arrived");
-		return;
-	}
-	if (pool_waiter_remove(c->pool, &c->waiter) != WAITER_QUEUED)
-		return; /* a server is on its way: the query runs */
-	b->parsed = b->sent = at;
+	return 0;
+}
+
+/* Answer a waiting client's request (up to `end`) with an ERROR instead of
+ * running it; the client stays, idle. */
+static void refuse_request(struct client *c, uint32_t end, const char *sqlstate, const char *msg)
+{
+	struct buf *b = &c->conn.in;
+	b->parsed = b->sent = end;
 	buf_reset_if_drained(b);
-	proto_error(&c->conn.out, "ERROR", "57014",
-	            "canceling statement due to user request (it was waiting for a server "
-	            "connection)");
+	proto_error(&c->conn.out, "ERROR", sqlstate, "%s", msg);
 	proto_ready(&c->conn.out, 'I');
 	client_set_state(c, CL_IDLE);
-	log_client(c, LL_INFO, "cancel request: the query left the queue for a server");
 	if (!client_flush(c))
 		return;
 	conn_want_read(c->w->loop, &c->conn, true);
 	if (buf_unparsed(b) > 0)
 		client_begin(c);
+}
+
+void client_cancel_wait(struct client *c)
+{
+	uint32_t end = request_end(c);
+	if (!end) {
+		log_client(c, LL_DEBUG, "cancel request: its request has not fully arrived");
+		return;
+	}
+	if (!c->route_pending && pool_waiter_remove(c->pool, &c->waiter) != WAITER_QUEUED)
+		return; /* a server is on its way: the query runs */
+	c->route_pending = false;
+	log_client(c, LL_INFO, "cancel request: the query left the queue for a server");
+	refuse_request(c, end, "57014",
+	               "canceling statement due to user request (it was waiting for a server "
+	               "connection)");
+}
+
+/* Choose the host for what the client is about to run (each transaction;
+ * once per session in session pooling), then ask its pool for a server. */
+static void client_route_acquire(struct client *c)
+{
+	if (c->routed && c->pool->mode == POOL_SESSION) {
+		client_acquire(c, false);
+		return;
+	}
+	char err[256];
+	switch (route_client(c, err, sizeof(err))) {
+	case ROUTE_OK:
+		c->route_pending = false;
+		c->routed = true;
+		client_acquire(c, false);
+		return;
+	case ROUTE_LATER:
+		c->route_pending = true;
+		return;
+	case ROUTE_NONE:
+		break;
+	}
+	if (!c->welcomed || c->pool->mode == POOL_SESSION) {
+		c->route_pending = false;
+		client_fatal(c, "08006", "%s", err);
+		return;
+	}
+	uint32_t end = request_end(c);
+	if (!end) {
+		c->route_pending = true; /* answered once it has all arrived */
+		return;
+	}
+	c->route_pending = false;
+	log_client(c, LL_WARNING, "%s", err);
+	refuse_request(c, end, "08006", err);
 }
 
 void client_retry(struct client *c)
@@ -396,7 +451,14 @@ void client_acquire(struct client *c, bool allow_reserve)
 		         sizeof(state));
 		strlcopy(msg, c->pool->last_error, sizeof(msg));
 		pthread_mutex_unlock(&c->pool->lock);
-		client_fatal(c, state, "%s", msg);
+		/* Between transactions the client stays: its request fails. */
+		uint32_t end = c->pool->mode != POOL_SESSION ? request_end(c) : 0;
+		if (end) {
+			log_client(c, LL_WARNING, "%s", msg);
+			refuse_request(c, end, state, msg);
+		} else {
+			client_fatal(c, state, "%s", msg);
+		}
 		break;
 	}
 	}
@@ -420,25 +482,32 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
 	c->user = c->pool->user;
 	c->dbname = c->pool->name;
 	c->names_shared = true;
-	if (client_key && server_key) {
-		pthread_mutex_lock(&c->pool->lock);
-		memcpy(c->pool->scram_client_key, client_key, SCRAM_KEY_LEN);
-		memcpy(c->pool->scram_server_key, server_key, SCRAM_KEY_LEN);
-		c->pool->have_scram_keys = true;
-		pthread_mutex_unlock(&c->pool->lock);
+	/* Every host's pool logs in to its server with them. */
+	int n_members = atomic_load(&c->pool->n_members);
+	for (int i = 0; i < n_members; i++) {
+		struct pool *p = c->pool->members[i];
+		if (client_key && server_key) {
+			pthread_mutex_lock(&p->lock);
+			memcpy(p->scram_client_key, client_key, SCRAM_KEY_LEN);
+			memcpy(p->scram_server_key, server_key, SCRAM_KEY_LEN);
+			p->have_scram_keys = true;
+			pthread_mutex_unlock(&p->lock);
+		}
+		if (secret)
+			pool_set_secret(p, secret);
 	}
-	if (secret)
-		pool_set_secret(c->pool, secret);
 	cancel_register(c->w, c);
 	c->waiter.client_id = c->id;
 	size_t len = 0;
-	char *welcome = pool_welcome(c->pool, &len);
+	char *welcome = NULL;
+	for (int i = 0; !welcome && i < n_members; i++)
+		welcome = pool_welcome(c->pool->members[i], &len);
 	if (!welcome) {
 		/* The pool's first client: welcomed with its server's parameters. */
 		client_set_state(c, CL_WAITING);
 		log_client(c, LL_DEBUG, "authenticated");
 		if (client_flush(c))
-			client_acquire(c, false);
+			client_route_acquire(c);
 		return;
 	}
 	struct params reported;
@@ -473,7 +542,7 @@ static void client_begin(struct client *c)
 		return;
 	}
 	client_set_state(c, CL_WAITING);
-	client_acquire(c, false);
+	client_route_acquire(c);
 }
 
 /* --- relay client -> server --- */
@@ -626,6 +695,41 @@ static void capture_done(struct server *s, bool ok, const struct pg_error *err)
 	client_release(c);
 }
 
+/* The primary's WAL position after the client's write: its next reads go
+ * only to replicas that have replayed that far. */
+static void lsn_done(struct server *s, bool ok, const struct pg_error *err)
+{
+	struct client *c = s->client;
+	const char *v = ok ? params_get(&s->rows, "lsn") : NULL;
+	if (!v) {
+		if (c)
+			log_client(c, LL_WARNING,
+			           "could not read the primary's WAL position (%s): the client's "
+			           "reads go to the primary",
+			           ok ? "no row" : err->message);
+		if (c)
+			c->ryw_lsn = UINT64_MAX;
+		server_close(s, "reading the WAL position failed");
+		if (c && c->state == CL_ACTIVE) {
+			c->server = NULL;
+			client_set_state(c, CL_IDLE);
+			if (buf_unparsed(&c->conn.in) > 0)
+				client_begin(c);
+		}
+		return;
+	}
+	uint64_t lsn = strtoull(v, NULL, 10);
+	params_free(&s->rows);
+	if (!c) {
+		server_release(s);
+		return;
+	}
+	if (lsn > c->ryw_lsn || c->ryw_lsn == UINT64_MAX)
+		c->ryw_lsn = lsn;
+	server_set_state(s, SV_ACTIVE);
+	client_server_idle(c);
+}
+
 void client_server_idle(struct client *c)
 {
 	if (atomic_load(&c->w->rt->shutdown) == SHUTDOWN_GRACEFUL) {
@@ -639,6 +743,15 @@ void client_server_idle(struct client *c)
 	if (s->unsynced || !server_quiet(s) || c->conn.frame.remaining > 0 ||
 	    buf_unsent(&c->conn.in) > 0)
 		return;
+	if (s->wrote && c->on_primary && c->w->snap->cfg->read_your_writes &&
+	    c->w->snap->cfg->read_routing == READ_ROUTING_AUTO) {
+		/* Read-your-writes: where the primary's WAL is now. */
+		s->wrote = false;
+		server_query_rows(s,
+		                  "SELECT 'lsn', (pg_catalog.pg_current_wal_lsn() - '0/0')::text",
+		                  SV_SETUP, &s->rows, lsn_done);
+		return;
+	}
 	if (s->session_dirty) {
 		/* The transaction may have changed session settings: read them
 		 * back, to carry them to the client's next server. */
@@ -839,6 +952,16 @@ void client_sweep(struct worker *w, uint64_t now)
 	list_for_each_safe(pos, tmp, &w->clients[CL_WAITING])
 	{
 		struct client *c = container_of(pos, struct client, node);
+		if (c->route_pending && !c->closing_after_flush) {
+			if (wait_timeout && usec_since(now, c->state_since_usec) > wait_timeout)
+				client_fatal(
+				        c, "08P01",
+				        "query_wait_timeout: no host could be chosen within %g s",
+				        cfg->query_wait_timeout);
+			else
+				client_route_acquire(c);
+			continue;
+		}
 		if (c->waiter.state != WAITER_QUEUED || c->closing_after_flush)
 			continue;
 		uint64_t waited = usec_since(now, c->waiter.since_usec);

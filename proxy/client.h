@@ -92,6 +92,11 @@ struct client {
 	bool proxy_pending; /* a PROXY protocol header must come first */
 	uint8_t auth_method; /* enum hba_method: how it authenticates */
 	uint64_t throttle_until_usec; /* throttled: refused at this time */
+	bool routed; /* a host was chosen (session pooling keeps it) */
+	bool route_pending; /* waiting for the router (proxy/route.h) */
+	bool auto_read; /* this transaction went to a replica by read_routing = auto */
+	bool on_primary; /* this transaction went to the primary of several hosts */
+	uint64_t ryw_lsn; /* read-your-writes: the primary's WAL after its last write */
 	bool counted; /* counts towards max_client_conn */
 	bool over_limit; /* max_client_conn reached: refuse after startup */
 	bool welcomed; /* got ReadyForQuery from us */

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "conf/config.h"
 #include "pool/pool.h"
+#include "proxy/health.h"
 #include "proxy/listener.h"
 #include "proxy/process.h"
 #include "proxy/runtime.h"
@@ -41,6 +42,7 @@ static const char usage[] =
 
 struct control {
 	struct runtime rt;
+	struct health *health;
 	const char *config_path;
 	int verbose_flags;
 	bool quiet;
@@ -137,9 +139,23 @@ static void reload(struct control *ctl)
 	config_changed_restart_keys(old->cfg, next->cfg, restart_key, NULL);
 	log_set_level(level_for(next->cfg, ctl->verbose_flags, ctl->quiet));
 	pool_registry_reload(next->cfg);
+	health_configure(ctl->health, next->cfg, next->users);
 	workers_reload(rt);
 	snapshot_unref(old);
 	log_info("configuration reloaded");
+}
+
+/* The health checker finished a round: workers pick the view up. */
+static void publish_health(struct health_view *v, void *arg)
+{
+	struct runtime *rt = arg;
+	pthread_mutex_lock(&rt->health_lock);
+	struct health_view *old = rt->health;
+	rt->health = v;
+	atomic_fetch_add(&rt->health_gen, 1);
+	pthread_mutex_unlock(&rt->health_lock);
+	if (old)
+		health_view_unref(old);
 }
 
 static void begin_shutdown(struct control *ctl, enum shutdown_mode mode)
@@ -266,6 +282,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	struct runtime *rt = &ctl.rt;
 	pthread_mutex_init(&rt->snap_lock, NULL);
+	pthread_mutex_init(&rt->health_lock, NULL);
 	rt->unix_fd = -1;
 	rt->start_usec = now_usec();
 	rt->snap = load_snapshot(ctl.config_path, true);
@@ -326,7 +343,10 @@ int main(int argc, char **argv)
 	if (daemon)
 		log_set_stderr(false);
 
+	ctl.health = health_new(rt->control_loop, publish_health, rt);
+	health_configure(ctl.health, rt->snap->cfg, rt->snap->users);
 	ev_run(rt->control_loop, 0);
+	health_free(ctl.health);
 
 	workers_join(rt);
 	if (rt->unix_fd >= 0) {
@@ -339,6 +359,8 @@ int main(int argc, char **argv)
 	pool_registry_destroy();
 	snapshot_unref(rt->snap);
 	throttle_free(rt->throttle);
+	if (rt->health)
+		health_view_unref(rt->health);
 	log_info("pgmoat stopped");
 	log_close();
 	return 0;

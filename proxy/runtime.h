@@ -45,6 +45,11 @@ struct runtime {
 	struct snapshot *snap; /* current; take with runtime_snapshot() */
 
 	atomic_int n_clients; /* for max_client_conn */
+	/* The health checker's latest view (proxy/health.h), guarded by
+	 * health_lock; health_gen lets workers notice a new one cheaply. */
+	pthread_mutex_t health_lock;
+	struct health_view *health;
+	atomic_uint_fast64_t health_gen;
 	struct throttle *throttle; /* failed logins per address */
 	atomic_int shutdown; /* enum shutdown_mode */
 	atomic_int workers_done;

@@ -468,8 +468,13 @@ void server_pump(struct server *s)
 	if (b->data && buf_empty(b))
 		buf_release(b, &s->w->bufs, false);
 	conn_want_read(s->w->loop, &s->conn, true);
-	if (s->ready_status == 'I' && server_quiet(s))
+	if (s->ready_status == 'I' && server_quiet(s)) {
 		client_server_idle(c);
+	} else if (s->unit_hold && server_quiet(s)) {
+		/* A replica's read-only transaction goes on: its next request. */
+		s->unit_hold = false;
+		client_pump(c);
+	}
 }
 
 /* --- callbacks --- */
@@ -736,6 +741,7 @@ void server_free(struct server *s)
 {
 	params_free(&s->params);
 	params_free(&s->session);
+	params_free(&s->rows);
 	rq_free(&s->rq, NULL);
 	ps_server_free(&s->ps);
 	pool_target_free(&s->target);

@@ -67,6 +67,12 @@ struct server {
 	bool copy_in; /* in COPY FROM STDIN */
 	bool skip_to_sync; /* after an error the server ignores all but Sync */
 	bool close_on_release; /* a client did something pgmoat cannot undo */
+	/* read_routing = auto sent this transaction to a replica: one request
+	 * (up to a Query or Sync) at a time, so nothing after its end can
+	 * reach the replica before pgmoat routes it again. */
+	bool unit_hold;
+	bool wrote; /* a reply said the transaction wrote (read-your-writes) */
+	struct params rows; /* rows of pgmoat's own queries (read-your-writes) */
 
 	struct cancel_conn *cancel; /* a CancelRequest on its way to the backend */
 	bool offer_after_cancel; /* freed meanwhile: offered once it is delivered */

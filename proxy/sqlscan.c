@@ -1,11 +1,14 @@
-/* SQL lexer and session-state scanner.
+/* SQL lexer, session-state scanner and read-routing classifier.
  *
  * The lexer follows PostgreSQL's rules closely enough that words inside
  * strings, comments, dollar quotes and quoted identifiers are never taken for
  * keywords.  The scanner is a small state machine over its tokens: one per
  * statement for what follows a statement's first keyword, one for
  * SELECT ... INTO TEMP, and a look-back of two tokens for function calls and
- * ON COMMIT DROP. */
+ * ON COMMIT DROP.  The read-routing classifier reads the same tokens, with the
+ * comments between them searched for a pgmoat:primary marker: one pass over
+ * a query with its parenthesis depth and a two-token look-back, or a small
+ * parser of BEGIN's transaction modes. */
 #include <config.h>
 
 #include "proxy/sqlscan.h"
@@ -58,15 +61,41 @@ void sql_lexer_init(struct sql_lexer *lx, const char *q, size_t len)
 	lx->end = nul ? nul : q + len;
 }
 
-/* Whitespace, -- comments and nested block comments. */
-static const char *skip_blank(const char *p, const char *e)
+/* What skip_blank saw in the comments it skipped. */
+struct blank {
+	bool marker; /* a comment containing "pgmoat:primary" (any case) */
+	bool open; /* a block comment that runs to the end */
+};
+
+#define PRIMARY_MARKER "pgmoat:primary"
+
+/* Does [p, e) contain w, ignoring ASCII case? */
+static bool contains_ci(const char *p, const char *e, const char *w)
+{
+	size_t n = strlen(w);
+	for (; (size_t)(e - p) >= n; p++) {
+		size_t i = 0;
+		while (i < n && to_lower(p[i]) == w[i])
+			i++;
+		if (i == n)
+			return true;
+	}
+	return false;
+}
+
+/* Whitespace, -- comments and nested block comments; what the comments held
+ * into *b when b is not NULL. */
+static const char *skip_blank(const char *p, const char *e, struct blank *b)
 {
 	while (p < e) {
+		const char *s = p;
 		if (is_space(*p)) {
 			p++;
 		} else if (*p == '-' && e - p >= 2 && p[1] == '-') {
 			while (p < e && *p != '\n' && *p != '\r')
 				p++;
+			if (b && contains_ci(s, p, PRIMARY_MARKER))
+				b->marker = true;
 		} else if (*p == '/' && e - p >= 2 && p[1] == '*') {
 			size_t depth = 1;
 			p += 2;
@@ -81,6 +110,10 @@ static const char *skip_blank(const char *p, const char *e)
 					p++;
 				}
 			}
+			if (b && contains_ci(s, p, PRIMARY_MARKER))
+				b->marker = true;
+			if (b && depth)
+				b->open = true;
 		} else {
 			break;
 		}
@@ -182,7 +215,7 @@ static const char *skip_operator(const char *s, const char *e)
 
 bool sql_next(struct sql_lexer *lx, struct sql_tok *t)
 {
-	const char *s = skip_blank(lx->p, lx->end), *e = lx->end;
+	const char *s = skip_blank(lx->p, lx->end, NULL), *e = lx->end;
 	bool closed;
 	t->p = s;
 	if (s >= e) {
@@ -545,4 +578,271 @@ void sql_scan(const char *q, size_t len, struct sql_scan *out)
 			scan_token(&sc, &t);
 		}
 	}
+}
+
+/* The read-routing classifier. */
+
+struct route {
+	struct sql_lexer lx;
+	const struct strlist *funcs; /* write_functions, or NULL */
+	/* A pgmoat:primary comment, or an unterminated literal or comment:
+	 * route_next() ends the text there. */
+	bool bad;
+};
+
+/* Words that take '(' without being a function's name: keywords, syntax
+ * that looks like a call (CAST, COALESCE, ...), and types with a modifier
+ * (numeric(10, 2)). */
+static const char *const paren_words[] = {
+        "all",       "and",      "any",        "array",        "as",        "between",
+        "bit",       "both",     "by",         "case",         "cast",      "char",
+        "character", "coalesce", "columns",    "cube",         "dec",       "decimal",
+        "default",   "distinct", "else",       "escape",       "except",    "exists",
+        "filter",    "first",    "float",      "for",          "from",      "greatest",
+        "group",     "grouping", "groups",     "having",       "ilike",     "in",
+        "intersect", "interval", "is",         "join",         "lateral",   "leading",
+        "least",     "like",     "limit",      "materialized", "national",  "nchar",
+        "next",      "not",      "nullif",     "numeric",      "offset",    "on",
+        "only",      "operator", "or",         "over",         "partition", "passing",
+        "placing",   "range",    "repeatable", "returning",    "rollup",    "row",
+        "rows",      "select",   "sets",       "similar",      "some",      "symmetric",
+        "then",      "time",     "timestamp",  "to",           "trailing",  "union",
+        "using",     "value",    "values",     "varchar",      "varying",   "when",
+        "where",     "window",   "with",       "zone",
+};
+
+/* Statements other than a query, and SELECT ... INTO, wherever they start. */
+static const char *const write_words[] = {"delete", "insert", "into", "merge", "update"};
+/* What follows FOR in a locking clause. */
+static const char *const lock_words[] = {"key", "no", "share", "update"};
+
+static bool kw_in(const struct sql_tok *t, const char *const *words, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (kw(t, words[i]))
+			return true;
+	}
+	return false;
+}
+
+#define KW_IN(t, words) kw_in(t, words, ARRAY_SIZE(words))
+
+/* Is t, the last token before the end of the text, a string or quoted
+ * identifier that closes?  (An unterminated one runs to the end.) */
+static bool tok_closed(const struct sql_lexer *lx, const struct sql_tok *t)
+{
+	const char *e = t->p + t->len;
+	size_t pre, tag;
+	bool closed;
+
+	if (lx->p < lx->end)
+		return true;
+	if (t->kind == SQL_TOK_QIDENT)
+		return e < lx->p; /* the closing quote was read */
+	if (t->kind != SQL_TOK_STRING)
+		return true;
+	if (t->p[0] == '$') {
+		tag = dollar_tag(t->p, e);
+		return tag && t->len >= 2 * tag && memcmp(e - tag, t->p, tag) == 0;
+	}
+	pre = t->p[0] == '\'' ? 1 : t->p[1] == '\'' ? 2 : 3;
+	(void)skip_quoted(t->p + pre, e, '\'', t->p[0] == 'e' || t->p[0] == 'E', &closed);
+	return closed;
+}
+
+/* The next token into *t; false (and SQL_TOK_END) at the end of the text or
+ * once the text is bad. */
+static bool route_next(struct route *r, struct sql_tok *t)
+{
+	struct blank b = {false, false};
+	bool more;
+
+	r->lx.p = skip_blank(r->lx.p, r->lx.end, &b);
+	more = sql_next(&r->lx, t);
+	if (b.marker || b.open || (more && !tok_closed(&r->lx, t)))
+		r->bad = true;
+	if (r->bad) {
+		t->kind = SQL_TOK_END;
+		return false;
+	}
+	return more;
+}
+
+/* Does item ("nextval", "lo_*") name the function called name? */
+static bool func_matches(const struct sql_tok *name, const char *item)
+{
+	size_t n = strlen(item);
+	bool prefix = n && item[n - 1] == '*';
+
+	if (prefix)
+		n--;
+	if (prefix ? name->len < n : name->len != n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char a = name->p[i], b = item[i];
+		if (name->kind == SQL_TOK_IDENT ? to_lower(a) != to_lower(b) : a != b)
+			return false;
+	}
+	return true;
+}
+
+/* '(' follows name, which follows before: a call of a write function? */
+static bool route_write_call(const struct route *r, const struct sql_tok *before,
+                             const struct sql_tok *name)
+{
+	if (!r->funcs)
+		return false;
+	if (name->kind == SQL_TOK_IDENT) {
+		if (!is_char(before, '.') && KW_IN(name, paren_words))
+			return false;
+	} else if (name->kind != SQL_TOK_QIDENT) {
+		return false;
+	}
+	/* an alias with column names (AS t(a)), CAST's type, or a type after
+	 * ::; an alias right after ')' ("(VALUES (1)) v(a)") is taken for a
+	 * call, since so is DISTINCT ON (a) f(b) */
+	if (kw(before, "as") ||
+	    (before->kind == SQL_TOK_OP && before->len == 2 && before->p[0] == ':' &&
+	     before->p[1] == ':'))
+		return false;
+	for (size_t i = 0; i < r->funcs->n; i++) {
+		if (func_matches(name, r->funcs->items[i]))
+			return true;
+	}
+	return false;
+}
+
+/* From the first token: one plain query, then nothing but ';'. */
+static bool route_query(struct route *r, struct sql_tok *t)
+{
+	struct sql_tok t1 = {.kind = SQL_TOK_END}, t2 = t1; /* the two tokens before t */
+	size_t depth = 0;
+
+	while (is_char(t, '(')) {
+		depth++;
+		route_next(r, t);
+	}
+	if (!kw(t, "select") && !kw(t, "with") && !kw(t, "values") && !kw(t, "table"))
+		return false;
+	for (; t->kind != SQL_TOK_END && t->kind != SQL_TOK_SEMI; route_next(r, t)) {
+		if (t->kind == SQL_TOK_IDENT && !is_char(&t1, '.') && !kw(&t1, "as")) {
+			/* a word after '.' or AS is a name */
+			if (KW_IN(t, write_words) || (kw(&t1, "for") && KW_IN(t, lock_words)))
+				return false;
+		} else if (is_char(t, '(')) {
+			if (route_write_call(r, &t2, &t1))
+				return false;
+			depth++;
+		} else if (is_char(t, ')')) {
+			if (!depth)
+				return false;
+			depth--;
+		}
+		t2 = t1;
+		t1 = *t;
+	}
+	while (t->kind == SQL_TOK_SEMI)
+		route_next(r, t);
+	return depth == 0 && t->kind == SQL_TOK_END;
+}
+
+/* One transaction mode from t, and the token after it into *t. */
+static bool route_mode(struct route *r, struct sql_tok *t, bool *read_only)
+{
+	if (kw(t, "isolation")) {
+		if (!route_next(r, t) || !kw(t, "level") || !route_next(r, t))
+			return false;
+		/* not SERIALIZABLE: a standby refuses it */
+		if (kw(t, "repeatable")) {
+			if (!route_next(r, t) || !kw(t, "read"))
+				return false;
+		} else if (kw(t, "read")) {
+			if (!route_next(r, t) || (!kw(t, "committed") && !kw(t, "uncommitted")))
+				return false;
+		} else {
+			return false;
+		}
+	} else if (kw(t, "read")) {
+		if (!route_next(r, t) || !kw(t, "only"))
+			return false;
+		*read_only = true;
+	} else if (kw(t, "not")) {
+		if (!route_next(r, t) || !kw(t, "deferrable"))
+			return false;
+	} else if (!kw(t, "deferrable")) {
+		return false;
+	}
+	route_next(r, t);
+	return true;
+}
+
+/* From BEGIN or START: a transaction that begins READ ONLY?  Leaves *t at
+ * the ';' or end after it. */
+static bool route_begin(struct route *r, struct sql_tok *t)
+{
+	bool read_only = false;
+
+	if (kw(t, "start")) {
+		if (!route_next(r, t) || !kw(t, "transaction"))
+			return false;
+		route_next(r, t);
+	} else {
+		route_next(r, t);
+		if (kw(t, "work") || kw(t, "transaction"))
+			route_next(r, t);
+	}
+	for (bool first = true; t->kind != SQL_TOK_END && t->kind != SQL_TOK_SEMI; first = false) {
+		if (!first && is_char(t, ','))
+			route_next(r, t);
+		if (!route_mode(r, t, &read_only))
+			return false;
+	}
+	return read_only;
+}
+
+/* From the ';' or end after BEGIN ... READ ONLY: do the statements that
+ * follow stay in that transaction, read-only? */
+static bool route_after_begin(struct route *r, struct sql_tok *t)
+{
+	struct sql_tok t1 = {.kind = SQL_TOK_END};
+	size_t pos = 0; /* of t in its statement */
+	bool ended = false; /* a statement ended the transaction */
+
+	for (; t->kind != SQL_TOK_END; route_next(r, t)) {
+		if (t->kind == SQL_TOK_SEMI) {
+			pos = 0;
+			t1.kind = SQL_TOK_END;
+			continue;
+		}
+		if (pos == 0 && ended)
+			return false;
+		if (pos == 0)
+			ended = kw(t, "commit") || kw(t, "end") || kw(t, "rollback") ||
+			        kw(t, "abort");
+		else if (pos == 1 && kw(&t1, "prepare") && kw(t, "transaction"))
+			ended = true;
+		if ((kw(&t1, "read") && kw(t, "write")) || kw(t, "serializable"))
+			return false;
+		t1 = *t;
+		pos++;
+	}
+	return true;
+}
+
+bool sql_read_only(const char *sql, size_t len, const struct strlist *write_functions)
+{
+	struct route r = {.funcs = write_functions};
+	struct sql_tok t;
+	bool ro;
+
+	if (len > SQL_READ_ONLY_MAX)
+		return false;
+	sql_lexer_init(&r.lx, sql, len);
+	route_next(&r, &t);
+	if (kw(&t, "begin") || kw(&t, "start"))
+		ro = route_begin(&r, &t) && route_after_begin(&r, &t);
+	else
+		ro = route_query(&r, &t);
+	/* both read to the end when they answer true */
+	return ro && !r.bad;
 }

@@ -1,8 +1,8 @@
-/* A one-pass SQL lexer, and a scanner that finds statements leaving session
+/* A one-pass SQL lexer, a scanner that finds statements leaving session
  * state on a server connection (state transaction pooling cannot carry from
- * one server to another).
+ * one server to another), and a classifier of what may run on a replica.
  *
- * Both work on (q, len) in place: the text need not be NUL-terminated, a NUL
+ * All work on (q, len) in place: the text need not be NUL-terminated, a NUL
  * byte ends it, nothing is allocated or copied and nothing past len is read.
  * standard_conforming_strings is assumed on: backslash escapes only in E''. */
 #ifndef PGMOAT_PROXY_SQLSCAN_H
@@ -81,5 +81,41 @@ struct sql_scan {
 
 /* Scan a simple Query or Parse string; statements are separated by ';'. */
 void sql_scan(const char *q, size_t len, struct sql_scan *out);
+
+struct strlist;
+
+/* Longer text is never classified as read-only. */
+#define SQL_READ_ONLY_MAX (1024 * 1024)
+
+/* Whether the SQL that begins a transaction may run on a replica under
+ * read_routing = auto.  True for exactly:
+ * - one statement (then only ';', blanks and comments) that is a plain
+ *   query: SELECT, VALUES, TABLE or WITH, possibly in parentheses or joined
+ *   by UNION/INTERSECT/EXCEPT, that nowhere has a locking clause
+ *   (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE), INTO
+ *   (SELECT ... INTO makes a table), INSERT, UPDATE, DELETE or MERGE (a
+ *   data-modifying CTE, or WITH ... INSERT), nor calls a function named in
+ *   write_functions (may be NULL);
+ * - BEGIN [WORK | TRANSACTION] or START TRANSACTION whose modes include
+ *   READ ONLY and neither READ WRITE nor ISOLATION LEVEL SERIALIZABLE (a
+ *   standby refuses it).  More statements may follow (the transaction
+ *   refuses writes, so they are not looked into), but not READ WRITE,
+ *   SERIALIZABLE, or a statement after one that ends the transaction
+ *   (COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION).
+ * A word right after '.' or AS is a name, never one of the keywords above.
+ * A function is called when an identifier is followed by '(' and is neither
+ * a keyword that takes '(' (IN, ANY, ARRAY, VALUES, OVER, ...), a type name
+ * with a modifier (numeric(10, 2), varchar(n)), a name right after AS (an
+ * alias or CAST's type) nor a type right after "::" (an alias with column
+ * names after ')', "(VALUES (1)) v(a)", counts as a call).  Its name (the last
+ * component of a qualified one) matches an item ignoring ASCII case when
+ * unquoted and exactly when quoted ("Nextval" is not nextval; "" escapes
+ * are compared as written); an item ending in '*' matches names that begin
+ * with the rest ("lo_*").
+ * Always false when any comment contains "pgmoat:primary" (in any case), a
+ * string, quoted identifier or block comment is unterminated, the text is
+ * empty or longer than SQL_READ_ONLY_MAX.  The text need not be
+ * NUL-terminated: a NUL byte ends it, as in sql_scan(). */
+bool sql_read_only(const char *sql, size_t len, const struct strlist *write_functions);
 
 #endif

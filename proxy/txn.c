@@ -577,6 +577,8 @@ enum txn_c2s txn_client_messages(struct client *c, struct server *s)
 			result = TXN_C2S_TERMINATE;
 			break;
 		}
+		if (s->unit_hold)
+			break; /* the rest waits until the request before is answered */
 		if (s->skip_to_sync && type != 'S') {
 			/* The server ignores it after an error: relayed as is. */
 			frame_pass(&c->conn.frame, b, len);
@@ -605,6 +607,10 @@ enum txn_c2s txn_client_messages(struct client *c, struct server *s)
 			break;
 		if (nd != NEED_OK)
 			return TXN_C2S_CLOSED;
+		if (c->auto_read && (type == 'Q' || type == 'S' || type == 'F')) {
+			s->unit_hold = true;
+			break;
+		}
 	}
 	/* One write rather than two when pgmoat wrote something itself. */
 	if (pkt_unsent(&s->conn.out) > 0)
@@ -705,10 +711,32 @@ static bool tag_is(const uint8_t *body, uint32_t n, const char *tag)
 }
 
 /* What a CommandComplete means for the session and its statements. */
+/* Command tags of statements that write no WAL of their own (SELECT also
+ * stands for SELECT INTO and CREATE TABLE AS: see doc/routing.md). */
+static const char *const read_tags[] = {
+        "SELECT",    "SHOW",     "BEGIN",    "START TRANSACTION",
+        "COMMIT",    "ROLLBACK", "SET",      "RESET",
+        "FETCH",     "MOVE",     "DECLARE",  "CLOSE",
+        "SAVEPOINT", "RELEASE",  "DISCARD",  "DEALLOCATE",
+        "PREPARE",   "LISTEN",   "UNLISTEN", "EXPLAIN",
+};
+
+static bool tag_writes(const uint8_t *body, uint32_t n)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(read_tags); i++) {
+		size_t t = strlen(read_tags[i]);
+		if (n > t && memcmp(body, read_tags[i], t) == 0 && (body[t] == ' ' || body[t] == 0))
+			return false;
+	}
+	return true;
+}
+
 static void command_done(struct server *s, const uint8_t *body, uint32_t n)
 {
 	if (session_tag_changes((const char *)body, n))
 		s->session_dirty = true;
+	if (tag_writes(body, n))
+		s->wrote = true;
 	if (tag_is(body, n, "DISCARD ALL") || tag_is(body, n, "DEALLOCATE ALL"))
 		ps_server_clear(&s->ps);
 	else if (tag_is(body, n, "DEALLOCATE"))

@@ -14,6 +14,7 @@
 #include "proxy/auth_query.h"
 #include "proxy/cancel.h"
 #include "proxy/client.h"
+#include "proxy/health.h"
 #include "proxy/listener.h"
 #include "proxy/server.h"
 #include "proxy/tls.h"
@@ -276,6 +277,8 @@ static bool worker_init(struct runtime *rt, struct worker *w, int id)
 	list_init(&w->inbox);
 	list_init(&w->dead_clients);
 	list_init(&w->auth_queries);
+	if (!random_bytes(&w->rnd, sizeof(w->rnd)))
+		w->rnd = now_usec() ^ (uint64_t)w->id;
 	list_init(&w->dead_servers);
 	for (size_t i = 0; i < ARRAY_SIZE(w->clients); i++)
 		list_init(&w->clients[i]);
@@ -337,6 +340,8 @@ static void worker_destroy(struct worker *w)
 	ps_registry_free(w->ps);
 	buf_cache_destroy(&w->bufs);
 	snapshot_unref(w->snap);
+	if (w->health)
+		health_view_unref(w->health);
 	ev_loop_destroy(w->loop);
 	pthread_mutex_destroy(&w->inbox_lock);
 }

@@ -85,6 +85,9 @@ struct worker {
 	struct buf_cache bufs;
 	struct ps_registry *ps; /* prepared statements of its clients */
 	struct list auth_queries; /* its auth_query connections (proxy/auth_query.h) */
+	struct health_view *health; /* its reference to the health view, or NULL */
+	uint64_t health_gen;
+	uint64_t rnd; /* state of its random numbers (routing) */
 	uint64_t next_client_id;
 
 	/* Connections by state (each state is a list). */

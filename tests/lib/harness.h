@@ -135,6 +135,25 @@ int h_pg_wait_active(struct h_pg *pg, const char *prefix, double timeout);
 /* Number of backends of user `user` (client backends only). */
 int h_pg_count_backends(struct h_pg *pg, const char *user);
 
+/* A streaming replica of `primary` (pg_basebackup -R -c fast -X stream),
+ * on its own port and socket directory, started and streaming; bails on
+ * failure.  The primary's pg_hba.conf gets replication lines (trust, Unix
+ * socket and 127.0.0.1) if it has none, and is reloaded. */
+struct h_pg *h_pg_start_replica(struct h_pg *primary);
+/* pg_ctl promote, then waits until `pg` is out of recovery. */
+/* Makes stopped (or running) cluster `pg` a new streaming replica of
+ * `primary`, on its old port and directories (an old primary coming back as
+ * a replica); bails on failure. */
+void h_pg_rebuild_replica(struct h_pg *pg, struct h_pg *primary);
+bool h_pg_promote(struct h_pg *pg);
+/* Waits until `replica` has replayed `primary`'s current WAL position
+ * (every transaction committed so far: it commits one synchronously first). */
+bool h_pg_wait_replay(struct h_pg *replica, struct h_pg *primary, double timeout);
+/* SIGSTOP (`stop`) or SIGCONT the postmaster and every process it forked,
+ * so the whole cluster hangs: connections are queued by the kernel and
+ * never answered.  Resume it before the test ends. */
+void h_pg_pause(struct h_pg *pg, bool stop);
+
 /* --- pgmoat */
 
 struct h_moat {

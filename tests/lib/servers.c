@@ -3,6 +3,7 @@
 #include "tests/lib/harness.h"
 #include "tests/lib/harness_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -654,4 +655,230 @@ PGconn *h_moat_connect(const struct h_moat *m, const char *user, const char *db,
 	PGconn *c = h_connect(ci);
 	free(ci);
 	return c;
+}
+
+/* --- streaming replicas */
+
+/* Lets `pg` take replication connections (Unix socket and 127.0.0.1,
+ * trust), unless its pg_hba.conf already mentions replication. */
+static bool pg_allow_replication(struct h_pg *pg)
+{
+	char *path = h_strdupf("%s/pg_hba.conf", pg->datadir);
+	char *hba = h_read_file(path, NULL);
+	bool ok = hba != NULL;
+	if (ok && !strstr(hba, "replication")) {
+		FILE *f = fopen(path, "a");
+		ok = f &&
+		        fputs("local replication all trust\n"
+		              "host replication all 127.0.0.1/32 trust\n",
+		              f) >= 0;
+		if (f && fclose(f) != 0)
+			ok = false;
+		char *v = ok ? h_pg_value(pg, "select pg_reload_conf()") : NULL;
+		ok = v && strcmp(v, "t") == 0;
+		free(v);
+		/* The postmaster rereads the file on SIGHUP: give it a moment
+		 * (pg_basebackup is retried anyway). */
+		h_nap(0.2);
+	}
+	free(hba);
+	free(path);
+	return ok;
+}
+
+struct h_pg_query_is {
+	struct h_pg *pg;
+	const char *sql;
+	const char *want;
+};
+
+static bool query_is(void *arg)
+{
+	struct h_pg_query_is *q = arg;
+	PGresult *r = PQexec(h_pg_super(q->pg), q->sql);
+	bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
+	        strcmp(PQgetvalue(r, 0, 0), q->want) == 0;
+	PQclear(r);
+	return ok;
+}
+
+/* pg->datadir: a copy of `primary` set up to stream from it. */
+static void base_backup(struct h_pg *pg, struct h_pg *primary)
+{
+	char *basebackup = pg_bin("pg_basebackup");
+	char port[16];
+	snprintf(port, sizeof port, "%d", primary->port);
+	const char *argv[] = {
+	        basebackup, "-D", pg->datadir, "-h", primary->sockdir, "-p", port, "-U", "postgres",
+	        "-R",       "-c", "fast",      "-X", "stream",         "-w", NULL};
+	const char *env[] = {"LC_ALL=C", NULL};
+	bool copied = false;
+	for (int attempt = 0; attempt < 3 && !copied; attempt++) {
+		char *out = NULL;
+		int rc = h_run_as(argv, env, 120, &out, true, h_rt.base);
+		copied = rc == 0;
+		if (!copied) {
+			diag("pg_basebackup failed (%d):", rc);
+			h_diag_text("  ", out);
+			const char *rm[] = {"rm", "-rf", pg->datadir, NULL};
+			h_run(rm, NULL, 60, NULL);
+			h_nap(0.5);
+		}
+		free(out);
+	}
+	free(basebackup);
+	if (!copied)
+		h_bail("pg_basebackup failed");
+}
+
+/* Waits until `pg` is in recovery and streams from `primary`. */
+static void wait_streaming(struct h_pg *pg, struct h_pg *primary)
+{
+	struct h_pg_query_is rec = {pg, "select pg_is_in_recovery()", "t"};
+	struct h_pg_query_is streaming = {
+	        pg, "select count(*) from pg_stat_wal_receiver where status = 'streaming'", "1"};
+	if (!h_wait_until(query_is, &rec, 30) || !h_wait_until(query_is, &streaming, 30))
+		h_bail("the replica on port %d does not stream from port %d", pg->port,
+		       primary->port);
+}
+
+struct h_pg *h_pg_start_replica(struct h_pg *primary)
+{
+	if (h_rt.n_pgs >= H_MAX_PG)
+		h_bail("too many clusters");
+	if (!pg_allow_replication(primary))
+		h_bail("cannot let cluster %d take replication connections", primary->index);
+	struct h_pg *pg = calloc(1, sizeof *pg);
+	pg->index = h_rt.n_pgs;
+	pg->datadir = h_strdupf("%s/pg%d", h_rt.base, pg->index);
+	pg->logpath = h_strdupf("%s/pg%d.log", h_rt.base, pg->index);
+	pg->sockdir = h_strdupf("%s/pg%d", h_rt.sockbase, pg->index);
+	if (mkdir(pg->sockdir, 0700) < 0 ||
+	    (h_rt.drop && chown(pg->sockdir, h_rt.pg_uid, h_rt.pg_gid) < 0))
+		h_bail("cannot make %s: %s", pg->sockdir, strerror(errno));
+	h_rt.pgs[h_rt.n_pgs++] = pg;
+
+	base_backup(pg, primary);
+
+	bool started = false;
+	for (int attempt = 0; attempt < 3 && !started; attempt++) {
+		pg->port = h_free_port();
+		started = pg_launch(pg);
+	}
+	if (!started)
+		h_bail("the replica did not start");
+	wait_streaming(pg, primary);
+	return pg;
+}
+
+void h_pg_rebuild_replica(struct h_pg *pg, struct h_pg *primary)
+{
+	if (pg->pid > 0)
+		h_pg_stop(pg, true);
+	if (!pg_allow_replication(primary))
+		h_bail("cannot let cluster %d take replication connections", primary->index);
+	if (pg->super) {
+		PQfinish(pg->super);
+		pg->super = NULL;
+	}
+	const char *rm[] = {"rm", "-rf", pg->datadir, NULL};
+	h_run(rm, NULL, 60, NULL);
+	base_backup(pg, primary);
+	if (!pg_launch(pg))
+		h_bail("the rebuilt replica did not start on port %d", pg->port);
+	wait_streaming(pg, primary);
+}
+
+bool h_pg_promote(struct h_pg *pg)
+{
+	char *pg_ctl = pg_bin("pg_ctl");
+	const char *argv[] = {pg_ctl, "promote", "-w", "-t", "60", "-D", pg->datadir, NULL};
+	const char *env[] = {"LC_ALL=C", NULL};
+	char *out = NULL;
+	int rc = h_run_as(argv, env, 90, &out, true, h_rt.base);
+	if (rc != 0) {
+		diag("pg_ctl promote failed (%d):", rc);
+		h_diag_text("  ", out);
+	}
+	free(out);
+	free(pg_ctl);
+	struct h_pg_query_is q = {pg, "select pg_is_in_recovery()", "f"};
+	return rc == 0 && h_wait_until(query_is, &q, 30);
+}
+
+bool h_pg_wait_replay(struct h_pg *replica, struct h_pg *primary, double timeout)
+{
+	/* The harness runs with synchronous_commit = off: a commit may still
+	 * sit in the WAL buffers, behind pg_current_wal_lsn().  A transaction
+	 * that writes WAL and commits synchronously writes out everything
+	 * before it (and gives the replica a commit to replay). */
+	if (!h_exec(h_pg_super(primary),
+	            "begin; set local synchronous_commit = on;"
+	            " select pg_catalog.pg_logical_emit_message(true, 'h_pg_wait_replay', ''); "
+	            "commit"))
+		return false;
+	char *lsn = h_pg_value(primary, "select pg_current_wal_lsn()");
+	if (!lsn)
+		return false;
+	char *sql =
+	        h_strdupf("select coalesce(pg_last_wal_replay_lsn() >= '%s'::pg_lsn, false)", lsn);
+	struct h_pg_query_is q = {replica, sql, "t"};
+	bool ok = h_wait_until(query_is, &q, timeout);
+	if (!ok)
+		diag("the replica on port %d did not replay up to %s within %.0f s", replica->port,
+		     lsn, timeout);
+	free(sql);
+	free(lsn);
+	return ok;
+}
+
+/* The children of `parent`, from /proc; returns how many were stored. */
+static int child_pids(pid_t parent, pid_t *out, int max)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < max) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		char path[64], buf[512];
+		snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t r = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (r <= 0)
+			continue;
+		buf[r] = '\0';
+		/* "pid (comm) state ppid ...": comm may hold spaces and ')'. */
+		const char *p = strrchr(buf, ')');
+		char state;
+		long ppid;
+		if (p && sscanf(p + 1, " %c %ld", &state, &ppid) == 2 && ppid == (long)parent)
+			out[n++] = (pid_t)pid;
+	}
+	closedir(d);
+	return n;
+}
+
+void h_pg_pause(struct h_pg *pg, bool stop)
+{
+	if (pg->pid <= 0)
+		return;
+	/* Every backend is its own process group (PostgreSQL calls setsid()
+	 * in each child), so the postmaster and its children one by one; the
+	 * postmaster first, so it forks no new child meanwhile. */
+	pid_t kids[512];
+	if (stop)
+		kill(pg->pid, SIGSTOP);
+	int n = child_pids(pg->pid, kids, (int)(sizeof kids / sizeof kids[0]));
+	for (int i = 0; i < n; i++)
+		kill(kids[i], stop ? SIGSTOP : SIGCONT);
+	if (!stop)
+		kill(pg->pid, SIGCONT);
 }

@@ -351,12 +351,16 @@ static void test_databases(void)
 	struct config *c = load("conf_databases.ini", &e, &w);
 	if (!loaded(c, &e, "databases load"))
 		return;
-	is_int((long)c->n_dbs, 5, "five entries (dup once)");
+	is_int((long)c->n_dbs, 7, "seven entries (dup once)");
 	const struct db_entry *app = config_find_db(c, "app");
 	ok(app && strcmp(app->name, "app") == 0, "app");
 	if (app) {
 		is_str(app->host, "db1.example.com,db2.example.com", "host list");
 		is_int(app->port, 5433, "port");
+		ok(app->n_hosts == 2 && strcmp(app->hosts[1].host, "db2.example.com") == 0 &&
+		           app->hosts[0].port == 5433 && app->hosts[1].port == 5433,
+		   "two hosts, one port for both");
+		is_int(app->tsa, TSA_READ_WRITE, "target_session_attrs defaults to read-write");
 		is_str(app->dbname, "appdb", "dbname");
 		is_str(app->user, "app", "user");
 		is_str(app->password, "se cr'et", "single-quoted password with escape");
@@ -408,6 +412,19 @@ static void test_databases(void)
 	is_int(db_pool_mode(c, app, alice), POOL_SESSION, "user pool_mode wins");
 	is_int(db_pool_mode(c, app, bob), POOL_TRANSACTION, "then the database's");
 	is_int(db_pool_mode(c, NULL, NULL), POOL_STATEMENT, "then the global one");
+	const struct db_entry *ha = config_find_db(c, "ha");
+	ok(ha && ha->n_hosts == 3 && strcmp(ha->hosts[2].host, "10.0.0.3") == 0 &&
+	           ha->hosts[0].port == 5432 && ha->hosts[2].port == 5434 &&
+	           ha->hosts[1].weight == 2 && ha->tsa == TSA_PREFER_STANDBY,
+	   "three hosts, a port and a weight each, prefer-standby");
+	const struct db_entry *ha2 = config_find_db(c, "ha2");
+	ok(ha2 && ha2->n_hosts == 2 && ha2->hosts[1].port == 6000 && ha2->hosts[1].weight == 7,
+	   "one port and one weight for all hosts");
+	const struct db_entry *rep2 = config_find_db(c, "reports");
+	ok(rep2 && rep2->n_hosts == 1 && strcmp(rep2->hosts[0].host, "10.0.0.5") == 0 &&
+	           rep2->hosts[0].port == 5432,
+	   "one host, the default port");
+	ok(my && my->n_hosts == 1 && my->hosts[0].host == NULL, "no host: the unix socket");
 	config_unref(c);
 	strlist_free(&e);
 	strlist_free(&w);
@@ -431,11 +448,16 @@ static void test_bad_databases(void)
 	        ":9: database name "
 	        "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' "
 	        "is longer than 63 bytes",
-	        ":11: user 'u': 'pool_size' is not supported by pgmoat",
-	        ":12: user 'v': max_user_connections: expected an integer between 0 and 1000000, "
+	        ":10: database 'g': port: expected one value or one per host (3), got '1,2'",
+	        ":11: database 'h': target_session_attrs: expected read-write, primary, "
+	        "read-only, standby, prefer-standby or any, got 'sometimes'",
+	        ":12: database 'i': host: empty host name in 'a,,b'",
+	        ":13: database 'j': weight: expected an integer between 1 and 100, got '0'",
+	        ":15: user 'u': 'pool_size' is not supported by pgmoat",
+	        ":16: user 'v': max_user_connections: expected an integer between 0 and 1000000, "
 	        "got "
 	        "'many'",
-	        ":15: unknown section [peers] (expected [pgmoat], [databases] or [users])",
+	        ":19: unknown section [peers] (expected [pgmoat], [databases] or [users])",
 	        NULL};
 	is_msgs(&e, data("conf_bad_databases.ini"), want, "database errors");
 	strlist_free(&e);

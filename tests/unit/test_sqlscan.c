@@ -1,7 +1,7 @@
-/* The SQL lexer's tokens, and which statements the scanner flags as leaving
- * session state.  Every query is scanned from a heap copy of exactly its
- * length, with no NUL after it, so a read past the end shows up under a
- * sanitizer. */
+/* The SQL lexer's tokens, which statements the scanner flags as leaving
+ * session state, and which texts the classifier lets run on a replica.
+ * Every query is scanned from a heap copy of exactly its length, with no NUL
+ * after it, so a read past the end shows up under a sanitizer. */
 #include <config.h>
 
 #include <stdlib.h>
@@ -358,6 +358,329 @@ static void test_tok_is(void)
 	ok(sql_tok_is(&t, "SEL") && !sql_tok_is(&t, ""), "last word");
 }
 
+/* sql_read_only() */
+
+static bool read_only_exact(const char *q, size_t len, const struct strlist *funcs)
+{
+	char *c = exact_copy(q, len);
+	bool ro = sql_read_only(c, len, funcs);
+	free(c);
+	return ro;
+}
+
+/* write_functions for ro_cases: prefix, mixed case. */
+static const char *const ro_funcs[] = {"nextval", "setval", "lo_*", "Audit_Log"};
+
+static const struct {
+	const char *q;
+	bool ro;
+} ro_cases[] = {
+        /* plain queries */
+        {"SELECT 1", true},
+        {"select 1;", true},
+        {"SELECT 1 ;  -- done\n", true},
+        {"SELECT 1; /* c */ ;\n", true},
+        {"  /* lead */ SELECT a FROM t WHERE b = $1", true},
+        {"SELECT a, count(*) FROM t GROUP BY a HAVING count(*) > 1 ORDER BY 2 LIMIT 5", true},
+        {"VALUES (1), (2)", true},
+        {"TABLE t", true},
+        {"(SELECT 1)", true},
+        {"((SELECT 1) UNION ALL (SELECT 2)) ORDER BY 1", true},
+        {"SELECT 1 UNION SELECT 2 INTERSECT SELECT 3 EXCEPT SELECT 4", true},
+        {"SELECT (SELECT max(a) FROM t), count(*) FROM u", true},
+        {"SELECT * FROM t FOR READ ONLY", true},
+        {"SELECT substring('abc' FROM 1 FOR 2)", true},
+        {"SELECT t.update, t.delete, t.into FROM t", true},
+        {"SELECT 1 AS insert, 2 AS into, 3 AS update", true},
+        {"SELECT \"update\", \"for\" FROM t", true},
+        {"SELECT 'for update', 'into', 'delete'", true},
+        /* WITH */
+        {"WITH w AS (SELECT 1) SELECT * FROM w", true},
+        {"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 9) "
+         "SELECT * FROM r",
+         true},
+        {"WITH a AS MATERIALIZED (SELECT 1), b AS NOT MATERIALIZED (SELECT 2) SELECT * FROM a, b",
+         true},
+        {"WITH w AS (SELECT 1) TABLE w", true},
+        {"(WITH w AS (SELECT 1) SELECT * FROM w)", true},
+        {"WITH w AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM w", false},
+        {"WITH w AS (UPDATE t SET a = 1 RETURNING a) SELECT 1", false},
+        {"with w as (delete from t returning *) select 1", false},
+        {"WITH w AS (MERGE INTO t USING s ON t.a = s.a WHEN MATCHED THEN DELETE) SELECT 1", false},
+        {"WITH a AS (SELECT 1), b AS (DELETE FROM t RETURNING *) SELECT * FROM a", false},
+        {"WITH a AS (WITH b AS (SELECT 1) DELETE FROM t RETURNING *) SELECT * FROM a", false},
+        {"WITH w AS (SELECT 1) INSERT INTO t SELECT * FROM w", false},
+        {"WITH w AS (SELECT 1) DELETE FROM t", false},
+        {"WITH w AS (SELECT 1) UPDATE t SET a = 2", false},
+        /* locking clauses */
+        {"SELECT * FROM t FOR UPDATE", false},
+        {"SELECT * FROM t FOR NO KEY UPDATE", false},
+        {"SELECT * FROM t FOR SHARE", false},
+        {"select * from t for key share of t nowait", false},
+        {"SELECT * FROM t FOR UPDATE SKIP LOCKED LIMIT 1", false},
+        {"SELECT * FROM (SELECT * FROM t FOR UPDATE) s", false},
+        {"SELECT * FROM t WHERE a IN (SELECT a FROM u FOR SHARE SKIP LOCKED)", false},
+        {"WITH w AS (SELECT * FROM t FOR KEY SHARE) SELECT * FROM w", false},
+        {"(SELECT 1 FROM t) FOR UPDATE", false},
+        {"SELECT 1 UNION (SELECT a FROM t FOR NO KEY UPDATE)", false},
+        /* INTO */
+        {"SELECT * INTO new_t FROM t", false},
+        {"SELECT 1 INTO TEMP x", false},
+        {"WITH w AS (SELECT 1) SELECT * INTO x FROM w", false},
+        {"(SELECT 1 INTO x)", false},
+        {"INSERT INTO t SELECT * FROM u", false},
+        {"SELECT 'into' AS x", true},
+        /* write_functions */
+        {"SELECT nextval('s')", false},
+        {"SELECT NEXTVAL('s')", false},
+        {"SELECT pg_catalog.nextval('s')", false},
+        {"SELECT \"pg_catalog\".\"nextval\"('s')", false},
+        {"SELECT \"nextval\"('s')", false},
+        {"SELECT \"Nextval\"(1)", true},
+        {"SELECT nextval FROM t", true},
+        {"SELECT nextval_x('s'), my_nextval(1), nextva(1)", true},
+        {"SELECT nextval /* c */ ('s')", false},
+        {"SELECT nextval -- c\n('s')", false},
+        {"SELECT a FROM t WHERE b IN (SELECT setval('s', 1))", false},
+        {"SELECT * FROM t WHERE a = (SELECT 1 WHERE nextval('s') > 0)", false},
+        {"VALUES (1), (nextval('s'))", false},
+        {"WITH w AS (SELECT setval('s', 1, true)) SELECT * FROM w", false},
+        {"SELECT lo_import('/tmp/x')", false},
+        {"SELECT LO_UNLINK(1)", false},
+        {"SELECT lo_(1)", false},
+        {"SELECT lo(1), lo_ FROM t", true},
+        {"SELECT \"lo_Export\"(1, 'x')", false},
+        {"SELECT \"LO_export\"(1)", true},
+        {"SELECT audit_log(1)", false},
+        {"SELECT AUDIT_LOG(1)", false},
+        {"SELECT \"Audit_Log\"(1)", false},
+        {"SELECT \"audit_log\"(1)", true},
+        {"SELECT 1 AS nextval", true},
+        {"SELECT 'nextval('", true},
+        {"SELECT $$nextval('s')$$", true},
+        {"SELECT /* nextval( */ 1", true},
+        {"SELECT \"nextval(\"", true},
+        /* lexing */
+        {"SELECT 'a;b'", true},
+        {"SELECT E'it\\'s; DELETE FROM t'", true},
+        {"SELECT e'\\\\', E'\\''", true},
+        {"SELECT 'it''s; DELETE'", true},
+        {"SELECT 'a'''", true},
+        {"SELECT ''", true},
+        {"SELECT $fn$ ; DELETE FROM t; $fn$", true},
+        {"SELECT $a$ $b$ ; $b$ $a$, 1", true},
+        {"SELECT $$$$", true},
+        {"SELECT 1 /* a /* nested ; */ still; */", true},
+        {"SELECT \"a;b\", \"x\"\"; y\" FROM t", true},
+        {"SELECT U&\"a\" FROM t", true},
+        {"SELECT 1 -- ; DELETE FROM t", true},
+        {"SELECT E'\\\\'; DELETE FROM t", false},
+        {"SELECT 'a\\'; SELECT 1", false},
+        {"SELECT 1 /* a */ ; /* b */ SELECT 2", false},
+        /* unterminated */
+        {"SELECT 'abc", false},
+        {"SELECT 'a''", false},
+        {"SELECT E'abc\\'", false},
+        {"SELECT $$abc", false},
+        {"SELECT $$$", false},
+        {"SELECT $t$ abc $t", false},
+        {"SELECT \"abc", false},
+        {"SELECT \"a\"\"", false},
+        {"SELECT 1 /* abc", false},
+        {"SELECT 1 /* a /* b */", false},
+        {"SELECT (1", false},
+        {"SELECT 1)", false},
+        /* pgmoat:primary */
+        {"/* pgmoat:primary */ SELECT 1", false},
+        {"SELECT 1 -- pgmoat:primary", false},
+        {"SELECT 1; -- PGMOAT:Primary\n", false},
+        {"SELECT /* outer /* pgmoat:primary */ */ 1", false},
+        {"SELECT 1 /* route: pgmoat:primary, please */", false},
+        {"BEGIN READ ONLY; SELECT 1 /* pgmoat:primary */", false},
+        {"BEGIN /* pgmoat:primary */ READ ONLY", false},
+        {"SELECT 'pgmoat:primary'", true},
+        {"SELECT 1 AS \"pgmoat:primary\"", true},
+        {"SELECT $$/* pgmoat:primary */$$", true},
+        {"SELECT 1 /* pgmoat: primary */", true},
+        /* everything else */
+        {"", false},
+        {"   \n", false},
+        {"-- nothing\n", false},
+        {";", false},
+        {"; SELECT 1", false},
+        {"SELECT 1; SELECT 2", false},
+        {"SELECT 1; INSERT INTO t VALUES (1)", false},
+        {"INSERT INTO t VALUES (1)", false},
+        {"UPDATE t SET a = 1", false},
+        {"DELETE FROM t", false},
+        {"MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE", false},
+        {"CALL p()", false},
+        {"DO $$BEGIN END$$", false},
+        {"SET search_path = a", false},
+        {"SHOW search_path", false},
+        {"EXPLAIN SELECT 1", false},
+        {"EXPLAIN ANALYZE SELECT 1", false},
+        {"COPY t TO STDOUT", false},
+        {"PREPARE p AS SELECT 1", false},
+        {"EXECUTE p", false},
+        {"CREATE TABLE t AS SELECT 1", false},
+        {"DECLARE c CURSOR FOR SELECT 1", false},
+        {"LOCK TABLE t", false},
+        {"LISTEN x", false},
+        {"COMMIT", false},
+        {"SELECT 1; BEGIN READ ONLY", false},
+        /* BEGIN ... READ ONLY */
+        {"BEGIN READ ONLY", true},
+        {"begin read only;", true},
+        {"BEGIN TRANSACTION READ ONLY", true},
+        {"BEGIN WORK READ ONLY", true},
+        {"START TRANSACTION READ ONLY", true},
+        {"START TRANSACTION READ ONLY, DEFERRABLE", true},
+        {"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", true},
+        {"BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", true},
+        {"BEGIN READ ONLY ISOLATION LEVEL READ UNCOMMITTED", true},
+        {"START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY NOT DEFERRABLE", true},
+        {"BEGIN READ ONLY, NOT DEFERRABLE", true},
+        {"BEGIN READ /* c */ ONLY -- c", true},
+        {"BEGIN READ ONLY; SELECT 1", true},
+        {"BEGIN READ ONLY; SELECT 1; SELECT 2; COMMIT", true},
+        {"BEGIN READ ONLY; SELECT 'COMMIT; SET TRANSACTION READ WRITE'", true},
+        {"BEGIN", false},
+        {"BEGIN;", false},
+        {"BEGIN; SELECT 1", false},
+        {"BEGIN READ WRITE", false},
+        {"BEGIN ISOLATION LEVEL READ COMMITTED", false},
+        {"BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE", false},
+        {"BEGIN READ ONLY, READ WRITE", false},
+        {"BEGIN READ WRITE, READ ONLY", false},
+        {"START READ ONLY", false},
+        {"START TRANSACTION", false},
+        {"BEGIN READ ONLY,", false},
+        {"BEGIN , READ ONLY", false},
+        {"BEGIN READ ONLY,, DEFERRABLE", false},
+        {"BEGIN READ ONLY garbage", false},
+        {"BEGIN READ", false},
+        {"BEGIN ISOLATION LEVEL", false},
+        {"BEGIN ISOLATION LEVEL REPEATABLE", false},
+        {"BEGIN NOT READ ONLY", false},
+        {"BEGIN \"read\" only", false},
+        {"BEGIN READ ONLY; COMMIT; INSERT INTO t VALUES (1)", false},
+        {"BEGIN READ ONLY; ROLLBACK; SELECT 1", false},
+        {"BEGIN READ ONLY; PREPARE TRANSACTION 'x'; SELECT 1", false},
+        {"BEGIN READ ONLY; SET TRANSACTION READ WRITE", false},
+        {"BEGIN READ ONLY; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false},
+        {"BEGIN READ ONLY; SELECT 'oops", false},
+        {"BEGIN READ ONLY; /* open", false},
+};
+
+/* With write_functions = "*", every call is a write: keywords and types
+ * that take '(' must not be taken for calls. */
+static const struct {
+	const char *q;
+	bool ro;
+} ro_star_cases[] = {
+        {"SELECT 1 WHERE 1 IN (1, 2) AND 2 NOT IN (3)", true},
+        {"SELECT EXISTS (SELECT 1), 1 = ANY (ARRAY[1]), 1 = ALL (ARRAY[1]), ARRAY(SELECT 1)", true},
+        {"SELECT ROW(1, 2), (1, 2) IS NOT NULL", true},
+        {"SELECT x::numeric(10, 2), CAST(x AS varchar(10)), x::character varying(5) FROM t", true},
+        {"SELECT timestamp(3) '2020-01-01', interval(2) '1 s'", true},
+        {"SELECT * FROM generate_series AS g(n)", true},
+        {"SELECT 1 FROM t GROUP BY CUBE (a), ROLLUP (b), GROUPING SETS ((a))", true},
+        {"SELECT a FROM t ORDER BY (a) LIMIT (1) OFFSET (1)", true},
+        {"SELECT * FROM t WHERE a BETWEEN (1) AND (2) OR NOT (b) AND (c) LIKE ('x')", true},
+        {"SELECT DISTINCT ON (a) a FROM ONLY (t)", true},
+        {"SELECT * FROM a JOIN b USING (id) JOIN LATERAL (SELECT 1) c ON (true)", true},
+        {"SELECT CASE (a) WHEN (1) THEN (2) ELSE (3) END FROM t", true},
+        {"SELECT COALESCE(a, 1), NULLIF(a, 1), GREATEST(a, 1), LEAST(a, 1) FROM t", true},
+        {"WITH w AS (SELECT 1) SELECT * FROM w UNION (SELECT 2) EXCEPT (SELECT 3)", true},
+        {"VALUES (1)", true},
+        {"SELECT now()", false},
+        {"SELECT count(*) FILTER (WHERE a) FROM t", false},
+        {"SELECT sum(a) OVER (PARTITION BY b) FROM t", false},
+        {"SELECT \"in\"(1)", false},
+        {"SELECT pg_catalog.char(1)", false},
+        {"SELECT DISTINCT ON (a) f(b) FROM t", false},
+        {"SELECT * FROM (VALUES (1)) v(a)", false}, /* taken for a call */
+};
+
+static void test_read_only_cases(void)
+{
+	struct strlist funcs, star;
+
+	strlist_init(&funcs);
+	for (size_t i = 0; i < ARRAY_SIZE(ro_funcs); i++)
+		strlist_add(&funcs, ro_funcs[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(ro_cases); i++) {
+		const char *q = ro_cases[i].q;
+		is_int(read_only_exact(q, strlen(q), &funcs), ro_cases[i].ro, "read-only: %s",
+		       oneline(q));
+	}
+	strlist_init(&star);
+	strlist_add(&star, "*");
+	for (size_t i = 0; i < ARRAY_SIZE(ro_star_cases); i++) {
+		const char *q = ro_star_cases[i].q;
+		is_int(read_only_exact(q, strlen(q), &star), ro_star_cases[i].ro,
+		       "read-only, every function writes: %s", oneline(q));
+	}
+	strlist_free(&funcs);
+	strlist_free(&star);
+}
+
+static void test_read_only_lists(void)
+{
+	struct strlist empty, odd;
+	const char *q = "SELECT nextval('s'), lo_import('x')";
+
+	ok(read_only_exact(q, strlen(q), NULL), "no write_functions: every call reads");
+	strlist_init(&empty);
+	ok(read_only_exact(q, strlen(q), &empty), "empty write_functions");
+	strlist_init(&odd);
+	strlist_add(&odd, "");
+	strlist_add(&odd, "lo_import*");
+	ok(!read_only_exact(q, strlen(q), &odd), "a prefix that is the whole name: lo_import*");
+	q = "SELECT nextval('s')";
+	ok(read_only_exact(q, strlen(q), &odd), "an empty item matches no name");
+	strlist_free(&odd);
+}
+
+static void test_read_only_lengths(void)
+{
+	struct strlist funcs;
+	const char *q = "SELECT 1; DELETE FROM t";
+
+	strlist_init(&funcs);
+	strlist_add(&funcs, "nextval");
+	ok(!read_only_exact(q, strlen(q), &funcs), "whole text: two statements");
+	ok(read_only_exact(q, 9, &funcs), "cut to \"SELECT 1;\"");
+	ok(sql_read_only(q, 9, &funcs), "len shorter than the C string");
+	ok(!read_only_exact(q, 3, &funcs), "\"SEL\"");
+	q = "SELECT nextval('s')";
+	ok(read_only_exact(q, 14, &funcs), "cut before the parenthesis");
+	ok(!read_only_exact(q, 15, &funcs), "cut after the parenthesis");
+	q = "SELECT 'a';";
+	ok(!read_only_exact(q, 9, &funcs), "cut inside a string");
+
+	static const char nul[] = "SELECT 1\0; DELETE FROM t";
+	ok(read_only_exact(nul, sizeof(nul) - 1, &funcs), "a NUL ends the text");
+	static const char nul2[] = "SELECT 'a\0'";
+	ok(!read_only_exact(nul2, sizeof(nul2) - 1, &funcs), "a NUL inside a string ends it");
+	ok(!sql_read_only(NULL, 0, &funcs), "NULL, 0");
+
+	/* "SELECT 1" padded with blanks to the limit, and one byte past it */
+	char *big = malloc(SQL_READ_ONLY_MAX + 1);
+	if (!big)
+		tap_bail("out of memory");
+	memset(big, ' ', SQL_READ_ONLY_MAX + 1);
+	memcpy(big, "SELECT 1", 8);
+	ok(read_only_exact(big, SQL_READ_ONLY_MAX, &funcs), "text of SQL_READ_ONLY_MAX bytes");
+	ok(!read_only_exact(big, SQL_READ_ONLY_MAX + 1, &funcs), "one byte more: too long");
+	/* a quoted identifier that never closes, to the last byte */
+	memcpy(big, "SELECT \"", 8);
+	ok(!read_only_exact(big, 4096, &funcs), "unterminated long quoted identifier");
+	free(big);
+	strlist_free(&funcs);
+}
+
 int main(void)
 {
 	test_cases();
@@ -365,5 +688,8 @@ int main(void)
 	test_first_what();
 	test_lexer();
 	test_tok_is();
+	test_read_only_cases();
+	test_read_only_lists();
+	test_read_only_lengths();
 	return tap_done();
 }
