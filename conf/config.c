@@ -569,3 +569,21 @@ enum pool_mode db_pool_mode(const struct config *c, const struct db_entry *db,
 		return (enum pool_mode)db->pool_mode;
 	return (enum pool_mode)c->pool_mode;
 }
+
+bool config_check_value(const struct setting *s, const char *value, char *err, size_t errlen)
+{
+	struct config *scratch = config_defaults();
+	bool ok = settings_parse(scratch, s, value, NULL, err, errlen);
+	config_unref(scratch);
+	return ok;
+}
+
+bool config_override(struct config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+	const struct setting *s = config_find_setting(key);
+	if (!s) {
+		snprintf(err, errlen, "unknown setting '%s'", key);
+		return false;
+	}
+	return settings_parse(c, s, value, NULL, err, errlen);
+}

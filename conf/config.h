@@ -210,6 +210,11 @@ struct config {
 	int max_replica_lag_bytes; /* 0: no limit */
 	bool read_your_writes;
 
+	/* statistics and metrics (proxy/stats.h, proxy/metrics.h) */
+	double stats_period;
+	bool log_stats;
+	char *metrics_listen; /* "" : none */
+
 	/* auth_query (proxy/auth_query.h) */
 	char *auth_user; /* "" : no auth_query */
 	char *auth_query;
@@ -282,6 +287,11 @@ void config_unref(struct config *c);
  * Markdown, generated from the tables (a unit test keeps the file in step). */
 void config_write_doc(FILE *f);
 
+/* doc/pgmoat.ini.5, the pgmoat.ini(5) man page: the file's syntax, every
+ * setting, [databases] and [users] parameter, generated from the same
+ * tables (a unit test keeps the file in step). */
+void config_write_man(FILE *f);
+
 /* The value of setting `s` in `c`, formatted as it would be written in the
  * file.  Returns the length that was needed (like snprintf). */
 size_t config_format(const struct config *c, const struct setting *s, char *buf, size_t len);
@@ -290,6 +300,13 @@ size_t config_format(const struct config *c, const struct setting *s, char *buf,
  * `old` and `new` (reload names them as needing a restart). */
 void config_changed_restart_keys(const struct config *old, const struct config *new,
                                  void (*fn)(const struct setting *s, void *arg), void *arg);
+
+/* Would `value` parse for setting `s`?  If not, `err` says why. */
+bool config_check_value(const struct setting *s, const char *value, char *err, size_t errlen);
+/* Set `key` to `value` in `c` (a config not yet shared: the admin
+ * console's SET, applied on top of a freshly loaded file). */
+bool config_override(struct config *c, const char *key, const char *value, char *err,
+                     size_t errlen);
 
 /* The [databases] entry for `name`, else the `*` entry, else NULL. */
 const struct db_entry *config_find_db(const struct config *c, const char *name);

@@ -417,6 +417,14 @@ static const struct setting settings[] = {
 	S_BOOL(read_your_writes, "1", RELOAD,
 		"After a client's transaction wrote on the primary, its reads go only to replicas "
 		"that have replayed that far (else to the primary)."),
+	S_TIME(stats_period, "60", 1000,
+		"Period over which SHOW STATS_AVERAGES and the metrics' averages are computed, "
+		"and of the summary line `log_stats` writes."),
+	S_BOOL(log_stats, "1", RELOAD,
+		"Log a summary line per database every `stats_period`."),
+	S_STR(metrics_listen, SETTING_STRING, "", RELOAD, NULL,
+		"Address:port (e.g. 127.0.0.1:9127) where Prometheus metrics are served on "
+		"/metrics; empty: none. See doc/monitoring.md."),
 	S_STR(auth_user, SETTING_STRING, "", RELOAD, NULL,
 		"User that runs `auth_query` for users missing from `auth_file` (its password "
 		"comes from `auth_file`); empty: no lookup."),
@@ -435,11 +443,11 @@ static const char *const unsupported_settings[] = {
 	"autodb_idle_timeout", "cancel_wait_timeout",
 	"client_tls_dheparams", "client_tls_ecdhcurve", "disable_pqexec",
 	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period",
-	"job_name", "log_connections", "log_disconnections", "log_pooler_errors", "log_stats",
+	"job_name", "log_connections", "log_disconnections", "log_pooler_errors",
 	"peer_id", "resolv_conf", "sbuf_loopcnt",
 	"server_fast_close", "server_round_robin",
 	"so_reuseport",
-	"stats_period", "suspend_timeout", "tcp_defer_accept", "tcp_keepcnt", "tcp_keepidle",
+	"suspend_timeout", "tcp_defer_accept", "tcp_keepcnt", "tcp_keepidle",
 	"tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
 	"unix_socket_group", "user", NULL,
 };
@@ -1175,4 +1183,276 @@ void config_write_doc(FILE *f)
 	for (size_t i = 0; unsupported_settings[i]; i++)
 		fprintf(f, "%s`%s`", i == 0 ? "\n" : i % 6 ? ", " : ",\n", unsupported_settings[i]);
 	fputs(".\n", f);
+}
+
+/* --- the man page ----------------------------------------------------- */
+
+/* `s` as roff text: `code` in bold, '-' as \- (so that names and values
+ * copy as typed), '\' as \e, and a '.' or '\'' that would start a line made
+ * harmless. */
+static void man_text(FILE *f, const char *s, bool line_start)
+{
+	bool bold = false;
+	for (; *s; s++) {
+		if (line_start && (*s == '.' || *s == '\''))
+			fputs("\\&", f);
+		line_start = false;
+		switch (*s) {
+		case '`':
+			fputs(bold ? "\\fR" : "\\fB", f);
+			bold = !bold;
+			break;
+		case '-':
+			fputs("\\-", f);
+			break;
+		case '\\':
+			fputs("\\e", f);
+			break;
+		default:
+			fputc(*s, f);
+			break;
+		}
+	}
+	if (bold)
+		fputs("\\fR", f);
+}
+
+/* ".TP\n.B name\n<type>; default: <def>[; <applies>].\n.br\n<doc>\n": one
+ * setting or parameter.  A `literal` default is a value as written in the
+ * file (in bold); otherwise it is prose, `code` marked.  `applies` may be
+ * NULL. */
+static void man_item(FILE *f, const char *name, const char *type, const char *def, bool literal,
+                     const char *applies, const char *doc)
+{
+	fputs(".TP\n.B ", f);
+	man_text(f, name, false);
+	fputc('\n', f);
+	man_text(f, type, true);
+	fputs("; default: ", f);
+	if (!def[0]) {
+		fputs("empty", f);
+	} else if (literal) {
+		fputs("\\fB", f);
+		man_text(f, def, false);
+		fputs("\\fR", f);
+	} else {
+		man_text(f, def, false);
+	}
+	if (applies)
+		fprintf(f, "; %s", applies);
+	fputs(".\n.br\n", f);
+	man_text(f, doc, true);
+	fputc('\n', f);
+}
+
+static void man_params(FILE *f, const struct param *params, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct param *p = &params[i];
+		char what[200];
+		if (p->kind == PARAM_INT)
+			snprintf(what, sizeof(what), "integer, %ld..%ld", p->min, p->max);
+		else if (p->kind == PARAM_INT_LIST)
+			snprintf(what, sizeof(what), "integers, %ld..%ld, comma-separated", p->min,
+			         p->max);
+		else if (p->kind == PARAM_POOL_MODE || p->kind == PARAM_TSA)
+			join_names(what, sizeof(what),
+			           p->kind == PARAM_TSA ? tsa_names : pool_mode_names);
+		else
+			snprintf(what, sizeof(what), "string");
+		man_item(f, p->name, what, p->def, false, NULL, p->doc);
+	}
+}
+
+void config_write_man(FILE *f)
+{
+	fputs(".\\\" Generated from the tables in conf/settings.c by config_write_man(); do not\n"
+	      ".\\\" edit.  Regenerate with: tests/unit/test_config --write-man > "
+	      "doc/pgmoat.ini.5\n"
+	      ".TH PGMOAT.INI 5 \"\" \"pgmoat\" \"File Formats\"\n"
+	      ".nh\n"
+	      ".ad l\n"
+	      ".SH NAME\n"
+	      "pgmoat.ini \\- configuration file of pgmoat\n"
+	      ".SH SYNOPSIS\n"
+	      ".nf\n"
+	      "[databases]\n"
+	      "app = host=127.0.0.1 port=5432 dbname=app\n"
+	      "app_ro = host=10.0.0.1,10.0.0.2 target_session_attrs=prefer\\-standby\n"
+	      "* = host=127.0.0.1\n"
+	      "\n"
+	      "[users]\n"
+	      "batch = pool_mode=session max_user_connections=10\n"
+	      "\n"
+	      "[pgmoat]\n"
+	      "listen_addr = 127.0.0.1\n"
+	      "listen_port = 6432\n"
+	      "auth_type = scram\\-sha\\-256\n"
+	      "auth_file = userlist.txt\n"
+	      ".fi\n"
+	      ".SH DESCRIPTION\n"
+	      ".BR pgmoat (1)\n"
+	      "reads one INI file, named on its command line.\n"
+	      "It has three sections:\n"
+	      ".B [pgmoat]\n"
+	      "holds the pooler's settings,\n"
+	      ".B [databases]\n"
+	      "says how to reach the databases clients ask for, and\n"
+	      ".B [users]\n"
+	      "overrides pool settings per user.\n"
+	      "A\n"
+	      ".I pgbouncer.ini\n"
+	      "works as is for the settings the two share:\n"
+	      ".B [pgbouncer]\n"
+	      "is read as\n"
+	      ".BR [pgmoat] .\n"
+	      ".PP\n"
+	      "This page is generated from the tables pgmoat itself uses to read the file,\n"
+	      "as is\n"
+	      ".I doc/config.md\n"
+	      "in the source distribution, so neither can disagree with the program.\n"
+	      "An annotated example that lists every setting with its default is installed\n"
+	      "as\n"
+	      ".IR pgmoat.ini.example .\n"
+	      ".SH SYNTAX\n"
+	      ".IP \\(bu 2\n"
+	      "Lines starting with\n"
+	      ".B ;\n"
+	      "or\n"
+	      ".B #\n"
+	      "are comments.\n"
+	      ".IP \\(bu 2\n"
+	      ".BI [ section ]\n"
+	      "starts a section:\n"
+	      ".B [pgmoat]\n"
+	      "(or\n"
+	      ".BR [pgbouncer] ),\n"
+	      ".BR [databases] ,\n"
+	      ".BR [users] .\n"
+	      "Any other section is an error.\n"
+	      ".IP \\(bu 2\n"
+	      ".IB key \" = \" value\n"
+	      "sets a value; a value may be double-quoted\n"
+	      "(\\fB\\e\"\\fR and \\fB\\e\\e\\fR inside stand for \\fB\"\\fR and \\fB\\e\\fR).\n"
+	      "Setting names are case-insensitive, database and user names are not.\n"
+	      ".IP \\(bu 2\n"
+	      ".BI %include \" path\"\n"
+	      "reads another file in place; a relative path is relative to the\n"
+	      "including file.\n"
+	      ".IP \\(bu 2\n"
+	      "Booleans: 1/0, yes/no, on/off, true/false.\n"
+	      ".IP \\(bu 2\n"
+	      "Durations: seconds (30, 1.5) or a number with a unit: ms, s, min, h.\n"
+	      ".IP \\(bu 2\n"
+	      "Sizes: bytes or a whole number with a unit: kB, MB, GB (powers of 1024).\n"
+	      ".IP \\(bu 2\n"
+	      "Lists: comma-separated.\n"
+	      ".IP \\(bu 2\n"
+	      "Relative paths are relative to the directory of the file that sets them.\n"
+	      ".SH ERRORS\n"
+	      "Every problem is reported as\n"
+	      ".IR file : line : \" message\" ,\n"
+	      "all of them at once.\n"
+	      "A file with errors is not used: at start-up pgmoat exits, on reload the\n"
+	      "running configuration stays.\n"
+	      "An unknown setting is only a warning (with a suggestion when it looks like a\n"
+	      "typo); pgbouncer settings pgmoat does not implement are ignored with a\n"
+	      "warning (see\n"
+	      ".BR \"PGBOUNCER SETTINGS\" ).\n"
+	      ".PP\n"
+	      ".B pgmoat \\-\\-check\n"
+	      ".I file\n"
+	      "checks a file, its\n"
+	      ".BR auth_file ,\n"
+	      "certificates and hba rules without starting.\n"
+	      ".SH \"[pgmoat] SETTINGS\"\n"
+	      "Each setting is given with its type, its default, and when a new value\n"
+	      "applies:\n"
+	      ".I reload\n"
+	      "\\(em a reload (SIGHUP, or\n"
+	      ".B systemctl reload pgmoat\n"
+	      "under systemd) applies it;\n"
+	      ".I restart\n"
+	      "\\(em a reload reports the new value in the log and it takes effect at the\n"
+	      "next start.\n",
+	      f);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct setting *s = &settings[i];
+		char type[300];
+		doc_type(type, sizeof(type), s);
+		man_item(f, s->name, type, s->def, true, s->reloadable ? "reload" : "restart",
+		         s->doc);
+		if (s->alias) {
+			fputs(".br\npgbouncer calls it\n.BR ", f);
+			man_text(f, s->alias, false);
+			fputs(" .\n", f);
+		}
+	}
+	fputs(".SH \"[databases] PARAMETERS\"\n"
+	      ".IB name \" = \" \"key\" = \"value ...\"\n"
+	      "says how to reach the database clients ask for by\n"
+	      ".I name\n"
+	      "(case-sensitive, at most 63 bytes).\n"
+	      "Parameters are written as in a libpq connection string:\n"
+	      ".IB key = value\n"
+	      "pairs separated by spaces, values with spaces in single quotes, \\fB\\e\\fR\n"
+	      "escaping the next character.\n"
+	      "The entry named\n"
+	      ".B *\n"
+	      "serves every name that is not listed (its\n"
+	      ".B dbname\n"
+	      "defaults to that name).\n"
+	      "The name\n"
+	      ".B pgmoat\n"
+	      "is the admin console.\n"
+	      "Defined again, the last definition wins.\n"
+	      "A comma-separated\n"
+	      ".B host\n"
+	      "names the primary and its replicas; pgmoat finds out which is which.\n",
+	      f);
+	man_params(f, db_params, ARRAY_SIZE(db_params));
+	fputs(".SH \"[users] PARAMETERS\"\n"
+	      ".IB name \" = \" \"key\" = \"value ...\"\n"
+	      "overrides pool settings for the user\n"
+	      ".IR name .\n",
+	      f);
+	man_params(f, user_params, ARRAY_SIZE(user_params));
+	fputs(".SH \"PGBOUNCER SETTINGS\"\n"
+	      "These pgbouncer settings are accepted in the file and ignored, with a\n"
+	      "warning:\n",
+	      f);
+	for (size_t i = 0; unsupported_settings[i]; i++) {
+		fputs(i == 0 ? "" : i % 4 ? ", " : ",\n", f);
+		fputs("\\fB", f);
+		man_text(f, unsupported_settings[i], false);
+		fputs("\\fR", f);
+	}
+	fputs(".\n"
+	      ".SH FILES\n"
+	      ".TP\n"
+	      ".I /etc/pgmoat/pgmoat.ini\n"
+	      "The usual place of the configuration\n"
+	      "(\\fIPREFIX\\fR\\fB/etc/pgmoat/pgmoat.ini\\fR for a build installed under\n"
+	      "another prefix, such as\n"
+	      ".IR /usr/local ).\n"
+	      ".TP\n"
+	      ".I /etc/pgmoat/pgmoat.ini.example\n"
+	      "The annotated example, installed by\n"
+	      ".BR \"make install\" ;\n"
+	      "copy it to\n"
+	      ".I pgmoat.ini\n"
+	      "and edit.\n"
+	      ".TP\n"
+	      ".I /etc/pgmoat/userlist.txt\n"
+	      "The usual\n"
+	      ".BR auth_file :\n"
+	      "one line per user,\n"
+	      ".B \"\\(dqname\\(dq \\(dqpassword or secret\\(dq\"\n"
+	      "(an example is installed as\n"
+	      ".IR userlist.txt.example ).\n"
+	      ".SH SEE ALSO\n"
+	      ".BR pgmoat (1),\n"
+	      ".BR systemd.service (5),\n"
+	      ".BR logrotate (8)\n",
+	      f);
 }

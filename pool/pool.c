@@ -241,6 +241,7 @@ void pool_registry_reload(const struct config *cfg)
 			target_from(&t, db, p->host, p->name, p->user);
 			if (!target_equal(&t, &p->target)) {
 				pool_target_free(&p->target);
+				p->n_stale = p->n_servers;
 				p->target = t;
 				atomic_store(&p->host_key, pool_host_key(t.host, t.port));
 				p->target_gen++;
@@ -462,9 +463,11 @@ static int worker_to_kick(struct pool *p)
 	return w ? w->worker : -1;
 }
 
-int pool_server_closed(struct pool *p, struct pool_member *m)
+int pool_server_closed(struct pool *p, struct pool_member *m, uint32_t gen)
 {
 	pthread_mutex_lock(&p->lock);
+	if (gen != p->target_gen && p->n_stale > 0)
+		p->n_stale--;
 	if (m->idle) {
 		list_del(&m->node);
 		p->local[m->worker].n_idle--;
@@ -578,4 +581,43 @@ bool pool_copy_secret(struct pool *p, char *out, size_t n)
 	if (!ok && n > 0)
 		out[0] = '\0';
 	return ok;
+}
+
+void pool_reconnect(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->target_gen++;
+	p->n_stale = p->n_servers;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int pool_active_servers(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	int idle = 0;
+	for (int i = 0; i < R.n_workers; i++)
+		idle += p->local[i].n_idle;
+	int active = p->n_servers - p->n_connecting - idle;
+	pthread_mutex_unlock(&p->lock);
+	return active < 0 ? 0 : active;
+}
+
+int pool_stale_servers(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	int n = p->n_stale;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+const uint64_t pool_hist_bounds_us[POOL_HIST_BUCKETS - 1] = {
+        500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
+};
+
+void pool_hist_add(atomic_uint_fast64_t *h, uint64_t usec)
+{
+	int i = 0;
+	while (i < POOL_HIST_BUCKETS - 1 && usec > pool_hist_bounds_us[i])
+		i++;
+	atomic_fetch_add_explicit(&h[i], 1, memory_order_relaxed);
 }

@@ -22,6 +22,13 @@
 #include "common/list.h"
 #include "conf/config.h"
 
+/* Buckets of the latency histograms: upper bounds in microseconds of all
+ * but the last bucket (which is +Inf). */
+#define POOL_HIST_BUCKETS 12
+extern const uint64_t pool_hist_bounds_us[POOL_HIST_BUCKETS - 1];
+/* Count `usec` in histogram `h`. */
+void pool_hist_add(atomic_uint_fast64_t *h, uint64_t usec);
+
 struct pool_member {
 	struct list node; /* on the owning worker's idle list */
 	int worker;
@@ -78,6 +85,12 @@ struct pool {
 	struct pool *members[DB_MAX_HOSTS]; /* group leader only */
 	atomic_int n_members; /* group leader only */
 	atomic_int tsa; /* enum tsa, group leader only */
+	atomic_int n_clients; /* logged-in clients, group leader only */
+	/* The admin console (proxy/admin.h), group leader only: PAUSE holds
+	 * new transactions, DISABLE refuses new logins. */
+	atomic_bool paused;
+	atomic_bool disabled;
+	int n_stale; /* servers of an older target_gen still open (guarded by lock) */
 	atomic_int weight; /* of this pool's host */
 	_Atomic uint64_t host_key; /* pool_host_key() of the target's host and port */
 
@@ -123,6 +136,17 @@ struct pool {
 
 	/* Statistics (guarded by lock). */
 	uint64_t servers_opened, servers_closed, waits;
+	/* Work done through the pool (relaxed atomics, added as it happens):
+	 * transactions and queries (ReadyForQuery seen), their time, bytes each
+	 * way, and the time clients waited for a server. */
+	struct pool_stats {
+		atomic_uint_fast64_t xacts, queries, xact_us, query_us, recv, sent, wait_us, waited;
+		/* Latency histograms: counts per bucket of pool_hist_bounds_us
+		 * (the last bucket has no upper bound). */
+		atomic_uint_fast64_t xact_hist[POOL_HIST_BUCKETS];
+		atomic_uint_fast64_t query_hist[POOL_HIST_BUCKETS];
+		atomic_uint_fast64_t wait_hist[POOL_HIST_BUCKETS];
+	} st;
 };
 
 void pool_registry_init(int n_workers);
@@ -178,9 +202,9 @@ struct pool_give pool_give(struct pool *p, int worker, struct pool_member *m, ui
 bool pool_take_idle(struct pool *p, int worker, struct pool_member **m);
 /* A waiter gives up (client gone or timed out).  Returns its state before. */
 enum waiter_state pool_waiter_remove(struct pool *p, struct pool_waiter *w);
-/* A server closed (idle or not).  Returns the worker whose waiters should be
- * looked at again (a slot freed), or -1. */
-int pool_server_closed(struct pool *p, struct pool_member *m);
+/* A server (of target generation `gen`) closed, idle or not.  Returns the
+ * worker whose waiters should be looked at again (a slot freed), or -1. */
+int pool_server_closed(struct pool *p, struct pool_member *m, uint32_t gen);
 /* A connect or login failed: remember why; returns like pool_server_closed. */
 int pool_connect_failed(struct pool *p, const char *sqlstate, const char *message, uint64_t now,
                         double retry_sec);
@@ -197,5 +221,13 @@ bool pool_reserve_slot(struct pool *p);
  * it does not fit). */
 void pool_set_secret(struct pool *p, const char *secret);
 bool pool_copy_secret(struct pool *p, char *out, size_t n);
+
+/* RECONNECT: servers now open are closed when next released (and counted
+ * in n_stale until they are). */
+void pool_reconnect(struct pool *p);
+/* Servers of `p` running a transaction for a client (not idle, not
+ * connecting), and stale ones still open. */
+int pool_active_servers(struct pool *p);
+int pool_stale_servers(struct pool *p);
 
 #endif

@@ -16,6 +16,7 @@
 #include "common/cidr.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proxy/admin.h"
 #include "proxy/cancel.h"
 #include "proxy/client_auth.h"
 #include "proxy/route.h"
@@ -186,8 +187,12 @@ static void client_detach(struct client *c)
 bool client_flush(struct client *c)
 {
 	enum io_result r = conn_write_pkt(&c->conn);
-	if (r == IO_DONE && c->server && c->state == CL_ACTIVE)
-		r = conn_write_buf(&c->conn, &c->server->conn.in, &c->w->stats.bytes_out);
+	if (r == IO_DONE && c->server && c->state == CL_ACTIVE) {
+		uint64_t sent = 0;
+		r = conn_write_buf(&c->conn, &c->server->conn.in, &sent);
+		c->w->stats.bytes_out += sent;
+		atomic_fetch_add_explicit(&c->pool->st.sent, sent, memory_order_relaxed);
+	}
 	if (r == IO_DONE) {
 		conn_want_write(c->w->loop, &c->conn, false);
 		if (c->state == CL_IDLE)
@@ -304,7 +309,13 @@ void client_got_server(struct client *c, struct server *s)
 	struct pkt sql;
 	pkt_init(&sql);
 	uint64_t now = now_usec();
-	s->busy_since_usec = s->quiet_since_usec = now;
+	if (c->state == CL_WAITING) {
+		uint64_t waited = usec_since(now, c->state_since_usec);
+		atomic_fetch_add_explicit(&c->pool->st.wait_us, waited, memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->pool->st.waited, 1, memory_order_relaxed);
+		pool_hist_add(c->pool->st.wait_hist, waited);
+	}
+	s->busy_since_usec = s->quiet_since_usec = s->xact_since_usec = now;
 	/* A server idle for long is checked first; a dead one is replaced. */
 	bool check = cfg->server_check_query[0] && s->state == SV_IDLE &&
 	        usec_since(now, s->state_since_usec) >= cfg->server_check_delay * 1e6;
@@ -383,6 +394,11 @@ void client_cancel_wait(struct client *c)
  * once per session in session pooling), then ask its pool for a server. */
 static void client_route_acquire(struct client *c)
 {
+	/* PAUSE (admin console): new transactions wait for RESUME. */
+	if (atomic_load(&c->pool->group->paused)) {
+		c->route_pending = true;
+		return;
+	}
 	if (c->routed && c->pool->mode == POOL_SESSION) {
 		client_acquire(c, false);
 		return;
@@ -468,14 +484,29 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
                   const char *secret)
 {
 	const struct config *cfg = c->w->snap->cfg;
+	if (strcmp(c->dbname, ADMIN_DBNAME) == 0) {
+		client_login_succeeded(c);
+		if (!admin_allowed(c->w, c->user)) {
+			c->w->stats.refused[REFUSED_AUTH]++;
+			client_fatal(
+			        c, "28000",
+			        "user \"%s\" may not use the admin console (not in admin_users "
+			        "or stats_users)",
+			        c->user);
+			return;
+		}
+		admin_login(c);
+		return;
+	}
 	const struct db_entry *db = config_find_db(cfg, c->dbname);
 	if (!db) {
 		client_fatal(c, "3D000", "no such database: %s", c->dbname);
 		return;
 	}
-	proto_auth(&c->conn.out, AUTH_REQ_OK, NULL, 0);
 	client_login_succeeded(c);
+	proto_auth(&c->conn.out, AUTH_REQ_OK, NULL, 0);
 	c->pool = pool_get(cfg, db, c->dbname, c->user);
+	atomic_fetch_add(&c->pool->n_clients, 1);
 	/* The pool has the same names (and lives as long as pgmoat). */
 	free(c->user);
 	free(c->dbname);
@@ -536,6 +567,10 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
 /* An idle client sent something: it needs a server. */
 static void client_begin(struct client *c)
 {
+	if (c->admin) {
+		admin_step(c);
+		return;
+	}
 	const struct buf *b = &c->conn.in;
 	if (c->conn.frame.remaining == 0 && buf_unparsed(b) > 0 && b->data[b->parsed] == 'X') {
 		client_close(c, "client disconnected");
@@ -611,12 +646,18 @@ void client_pump(struct client *c)
 		if (pkt_unsent(&c->conn.out) > 0 && !client_flush(c))
 			return;
 	}
-	if (was_quiet && !server_quiet(s))
+	if (was_quiet && !server_quiet(s)) {
 		s->busy_since_usec = now_usec();
+		if (s->ready_status == 'I')
+			s->xact_since_usec = s->busy_since_usec;
+	}
 	/* pgmoat's own messages in the stream go first, then the client's. */
 	enum io_result r = conn_write_pkt(&s->conn);
+	uint64_t sent = 0;
 	if (r == IO_DONE)
-		r = conn_write_buf(&s->conn, b, &c->w->stats.bytes_in);
+		r = conn_write_buf(&s->conn, b, &sent);
+	c->w->stats.bytes_in += sent;
+	atomic_fetch_add_explicit(&c->pool->st.recv, sent, memory_order_relaxed);
 	if (r == IO_AGAIN) {
 		/* The server is slow: stop reading the client until it drains. */
 		conn_want_read(c->w->loop, &c->conn, false);
@@ -835,6 +876,8 @@ void client_close(struct client *c, const char *why)
 	if (why)
 		log_client(c, c->welcomed ? LL_INFO : LL_DEBUG, "closing: %s", why);
 	client_detach(c);
+	if (c->pool && c->names_shared)
+		atomic_fetch_sub(&c->pool->group->n_clients, 1);
 	if (c->cancel_pid)
 		cancel_unregister(w, c);
 	client_auth_clear(c);
@@ -856,6 +899,7 @@ void client_free(struct client *c)
 	}
 	params_free(&c->params);
 	params_free(&c->startup);
+	free(c->admin_arg);
 	free(c);
 }
 
@@ -935,6 +979,7 @@ void client_sweep(struct worker *w, uint64_t now)
 			}
 		}
 	}
+	admin_sweep(w);
 	uint64_t idle_timeout = (uint64_t)(cfg->client_idle_timeout * 1e6);
 	if (idle_timeout) {
 		list_for_each_safe(pos, tmp, &w->clients[CL_IDLE])

@@ -92,6 +92,11 @@ struct client {
 	bool proxy_pending; /* a PROXY protocol header must come first */
 	uint8_t auth_method; /* enum hba_method: how it authenticates */
 	uint64_t throttle_until_usec; /* throttled: refused at this time */
+	bool admin; /* logged in to the admin console (proxy/admin.h) */
+	bool admin_busy; /* a console command waits for other workers' rows */
+	bool admin_ext_error; /* extended protocol refused until the next Sync */
+	uint8_t admin_wait; /* a console command waiting for a condition (proxy/admin.c) */
+	char *admin_arg; /* its database, or NULL for all */
 	bool routed; /* a host was chosen (session pooling keeps it) */
 	bool route_pending; /* waiting for the router (proxy/route.h) */
 	bool auto_read; /* this transaction went to a replica by read_routing = auto */

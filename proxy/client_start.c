@@ -17,6 +17,7 @@
 #include "common/cidr.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "proxy/admin.h"
 #include "proxy/cancel.h"
 #include "proxy/client.h"
 #include "proxy/client_auth.h"
@@ -284,6 +285,7 @@ void client_tls_step(struct client *c)
 		break;
 	}
 	c->tls_handshake = false;
+	c->w->stats.tls_handshakes++;
 	log_client(c, LL_DEBUG, "TLS handshake done: %s, %s", tls_version(&c->conn),
 	           tls_cipher(&c->conn));
 	conn_want_write(c->w->loop, &c->conn, false);
@@ -392,8 +394,18 @@ static void handle_startup(struct client *c, const uint8_t *body, uint32_t len)
 		 * the database exists. */
 		if (!check_throttle(c) || !check_tls_policy(c) || !check_rules(c))
 			break;
-		if (!config_find_db(c->w->snap->cfg, c->dbname)) {
+		/* The console (checked after authentication, so that who is an
+		 * admin is not told to anyone who asks). */
+		if (strcmp(c->dbname, ADMIN_DBNAME) != 0 &&
+		    !config_find_db(c->w->snap->cfg, c->dbname)) {
 			client_fatal(c, "3D000", "no such database: %s", c->dbname);
+			break;
+		}
+		if (admin_db_disabled(c->w, c->dbname)) {
+			client_fatal(c, "57P03",
+			             "database \"%s\" is disabled (ENABLE it from the "
+			             "admin console)",
+			             c->dbname);
 			break;
 		}
 		client_set_state(c, CL_AUTH);

@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,8 +20,10 @@
 #include "pool/pool.h"
 #include "proxy/health.h"
 #include "proxy/listener.h"
+#include "proxy/notify.h"
 #include "proxy/process.h"
 #include "proxy/runtime.h"
+#include "proxy/stats.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
 
@@ -78,13 +81,21 @@ static bool cidrs_of(const struct strlist *l, struct cidr_list *out, const char 
 
 /* Load CONFIG and what goes with it (auth file, TLS certificates, hba
  * rules); on failure every error was logged. */
-static struct snapshot *load_snapshot(const char *path, bool to_stderr)
+static struct snapshot *load_snapshot(const char *path, bool to_stderr,
+                                      const struct strlist *overrides)
 {
 	struct strlist errors, warnings;
 	strlist_init(&errors);
 	strlist_init(&warnings);
 	struct config *cfg = config_load(path, &errors, &warnings);
 	struct snapshot *snap = NULL;
+	/* The admin console's SETs, on top of the file. */
+	for (size_t i = 0; cfg && overrides && i + 1 < overrides->n; i += 2) {
+		char err[256];
+		if (!config_override(cfg, overrides->items[i], overrides->items[i + 1], err,
+		                     sizeof(err)))
+			strlist_addf(&errors, "SET %s: %s", overrides->items[i], err);
+	}
 	if (cfg) {
 		snap = snapshot_new(cfg, userlist_load(cfg->auth_file, &errors));
 		snap->tls = tls_ctx_new(cfg, &errors);
@@ -124,11 +135,20 @@ static void restart_key(const struct setting *s, void *arg)
 
 static void reload(struct control *ctl)
 {
+	notify_reloading();
 	log_reopen();
 	log_info("reloading %s", ctl->config_path);
-	struct snapshot *next = load_snapshot(ctl->config_path, false);
+	struct runtime *rt0 = &ctl->rt;
+	struct strlist overrides;
+	pthread_mutex_lock(&rt0->override_lock);
+	strlist_copy(&overrides, &rt0->overrides);
+	pthread_mutex_unlock(&rt0->override_lock);
+	struct snapshot *next = load_snapshot(ctl->config_path, false, &overrides);
+	strlist_free(&overrides);
 	if (!next) {
 		log_error("reload failed: keeping the configuration in use");
+		atomic_fetch_add(&ctl->rt.reloads_failed, 1);
+		notify_ready("reload failed: keeping the configuration in use");
 		return;
 	}
 	struct runtime *rt = &ctl->rt;
@@ -140,9 +160,13 @@ static void reload(struct control *ctl)
 	log_set_level(level_for(next->cfg, ctl->verbose_flags, ctl->quiet));
 	pool_registry_reload(next->cfg);
 	health_configure(ctl->health, next->cfg, next->users);
+	if (rt->stats)
+		stats_reconfigure(rt->stats, next->cfg);
 	workers_reload(rt);
 	snapshot_unref(old);
 	log_info("configuration reloaded");
+	atomic_fetch_add(&rt->reloads_ok, 1);
+	notify_ready("configuration reloaded");
 }
 
 /* The health checker finished a round: workers pick the view up. */
@@ -165,6 +189,8 @@ static void begin_shutdown(struct control *ctl, enum shutdown_mode mode)
 	if (cur >= (int)mode)
 		return;
 	atomic_store(&rt->shutdown, (int)mode);
+	notify_stopping(mode == SHUTDOWN_GRACEFUL ? "stopping: waiting for running transactions"
+	                                          : "stopping: closing every connection");
 	/* New clients find no socket; workers close their TCP listeners. */
 	if (rt->unix_path[0])
 		unlink(rt->unix_path);
@@ -183,6 +209,14 @@ static void begin_shutdown(struct control *ctl, enum shutdown_mode mode)
 	workers_shutdown(rt);
 }
 
+/* The admin console's SET: reload with it on top of the file. */
+static void override_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+	(void)loop;
+	(void)revents;
+	reload(a->data);
+}
+
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct control *ctl = w->data;
@@ -190,6 +224,11 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)revents;
 	switch (w->signum) {
 	case SIGHUP:
+		/* The file is reread as it is: the console's SETs are dropped. */
+		pthread_mutex_lock(&ctl->rt.override_lock);
+		strlist_free(&ctl->rt.overrides);
+		strlist_init(&ctl->rt.overrides);
+		pthread_mutex_unlock(&ctl->rt.override_lock);
 		reload(ctl);
 		break;
 	case SIGTERM:
@@ -220,7 +259,7 @@ static void worker_done_cb(struct ev_loop *loop, ev_async *a, int revents)
 
 static int check_config(const char *path)
 {
-	struct snapshot *s = load_snapshot(path, true);
+	struct snapshot *s = load_snapshot(path, true, NULL);
 	if (!s) {
 		fprintf(stderr, "%s: configuration is not valid\n", path);
 		return 1;
@@ -275,7 +314,9 @@ int main(int argc, char **argv)
 		      stderr);
 		return 2;
 	}
-	ctl.config_path = argv[optind];
+	/* Absolute: a daemon moves to / and reloads later from there. */
+	char abs_path[PATH_MAX];
+	ctl.config_path = realpath(argv[optind], abs_path) ? abs_path : argv[optind];
 	if (check)
 		return check_config(ctl.config_path);
 
@@ -283,9 +324,12 @@ int main(int argc, char **argv)
 	struct runtime *rt = &ctl.rt;
 	pthread_mutex_init(&rt->snap_lock, NULL);
 	pthread_mutex_init(&rt->health_lock, NULL);
+	pthread_mutex_init(&rt->override_lock, NULL);
+	strlist_init(&rt->overrides);
+	strlist_init(&rt->disabled);
 	rt->unix_fd = -1;
 	rt->start_usec = now_usec();
-	rt->snap = load_snapshot(ctl.config_path, true);
+	rt->snap = load_snapshot(ctl.config_path, true, NULL);
 	if (!rt->snap)
 		return 1;
 	rt->throttle = throttle_new(65536);
@@ -306,6 +350,9 @@ int main(int argc, char **argv)
 	rt->control_loop = ev_default_loop(EVFLAG_AUTO);
 	ev_async_init(&rt->control_wake, worker_done_cb);
 	ev_async_start(rt->control_loop, &rt->control_wake);
+	ev_async_init(&rt->override_wake, override_cb);
+	rt->override_wake.data = &ctl;
+	ev_async_start(rt->control_loop, &rt->override_wake);
 	ev_signal_init(&ctl.sighup, signal_cb, SIGHUP);
 	ev_signal_init(&ctl.sigterm, signal_cb, SIGTERM);
 	ev_signal_init(&ctl.sigint, signal_cb, SIGINT);
@@ -340,11 +387,13 @@ int main(int argc, char **argv)
 	         rt->n_workers, pool_mode_name((enum pool_mode)cfg->pool_mode),
 	         auth_type_name((enum auth_type)cfg->auth_type));
 	process_ready(true);
+	notify_ready("accepting connections");
 	if (daemon)
 		log_set_stderr(false);
 
 	ctl.health = health_new(rt->control_loop, publish_health, rt);
 	health_configure(ctl.health, rt->snap->cfg, rt->snap->users);
+	rt->stats = stats_new(rt->control_loop, rt->snap->cfg);
 	ev_run(rt->control_loop, 0);
 	health_free(ctl.health);
 
@@ -356,9 +405,12 @@ int main(int argc, char **argv)
 	}
 	process_remove_pidfile(ctl.pidfile);
 	free(ctl.pidfile);
+	stats_free(rt->stats);
 	pool_registry_destroy();
 	snapshot_unref(rt->snap);
 	throttle_free(rt->throttle);
+	strlist_free(&rt->overrides);
+	strlist_free(&rt->disabled);
 	if (rt->health)
 		health_view_unref(rt->health);
 	log_info("pgmoat stopped");

@@ -51,6 +51,8 @@ struct runtime {
 	struct health_view *health;
 	atomic_uint_fast64_t health_gen;
 	struct throttle *throttle; /* failed logins per address */
+	struct stats *stats; /* averages per database (proxy/stats.h) */
+	atomic_uint_fast64_t reloads_ok, reloads_failed;
 	atomic_int shutdown; /* enum shutdown_mode */
 	atomic_int workers_done;
 
@@ -61,7 +63,16 @@ struct runtime {
 	/* The control thread (main): signals, reload, shutdown timer. */
 	struct ev_loop *control_loop;
 	ev_async control_wake; /* a worker finished */
+	/* The admin console's SETs: "key", "value" pairs applied on top of the
+	 * file at each reload until SIGHUP/RELOAD rereads it. */
+	pthread_mutex_t override_lock;
+	struct strlist overrides;
+	struct strlist disabled; /* databases DISABLEd from the console */
+	ev_async override_wake; /* a SET: reload with the overrides */
 };
+
+/* The admin console's SET key = value (any thread). */
+void runtime_set_override(struct runtime *rt, const char *key, const char *value);
 
 /* A new reference to the current snapshot. */
 struct snapshot *runtime_snapshot(struct runtime *rt);

@@ -410,6 +410,25 @@ void server_fail_client(struct server *s, const char *sqlstate, const char *why)
 
 /* Parse what the server sent as far as possible; returns false if the server
  * or client was closed. */
+void server_ready_seen(struct server *s, char status)
+{
+	struct pool *p = s->pool;
+	if (p) {
+		uint64_t now = now_usec();
+		uint64_t q = usec_since(now, s->busy_since_usec);
+		atomic_fetch_add_explicit(&p->st.queries, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&p->st.query_us, q, memory_order_relaxed);
+		pool_hist_add(p->st.query_hist, q);
+		if (status == 'I') {
+			uint64_t x = usec_since(now, s->xact_since_usec);
+			atomic_fetch_add_explicit(&p->st.xacts, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&p->st.xact_us, x, memory_order_relaxed);
+			pool_hist_add(p->st.xact_hist, x);
+		}
+	}
+	s->ready_status = status;
+}
+
 static bool parse_s2c(struct server *s)
 {
 	if (s->mode != POOL_SESSION)
@@ -437,7 +456,7 @@ static bool parse_s2c(struct server *s)
 					return true; /* wait for the rest */
 				/* A ParameterStatus too long to look at is passed on. */
 			} else if (type == 'Z') {
-				s->ready_status = (char)frame_body(b)[0];
+				server_ready_seen(s, (char)frame_body(b)[0]);
 				if (s->pending_ready > 0)
 					s->pending_ready--;
 			} else {
@@ -725,7 +744,7 @@ void server_close(struct server *s, const char *why)
 	server_set_state(s, SV_CLOSING);
 	conn_close(w->loop, &s->conn, &w->bufs);
 	if (s->pool) {
-		int k = pool_server_closed(s->pool, &s->member);
+		int k = pool_server_closed(s->pool, &s->member, s->target_gen);
 		if (k >= 0) {
 			struct wmsg *m = xcalloc(1, sizeof(*m));
 			m->kind = WMSG_KICK;

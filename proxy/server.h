@@ -77,6 +77,7 @@ struct server {
 	struct cancel_conn *cancel; /* a CancelRequest on its way to the backend */
 	bool offer_after_cancel; /* freed meanwhile: offered once it is delivered */
 	uint64_t busy_since_usec; /* when the oldest unanswered request was sent */
+	uint64_t xact_since_usec; /* when the running transaction began */
 	uint64_t quiet_since_usec; /* when it last answered everything */
 	uint32_t backend_pid;
 	uint32_t backend_key;
@@ -142,6 +143,9 @@ void log_server(const struct server *s, enum log_level level, const char *fmt, .
         __attribute__((format(printf, 3, 4)));
 /* Write what pgmoat composed for the server; false if it was closed. */
 bool server_flush_own(struct server *s);
+/* A ReadyForQuery with `status` arrived for what a client sent: counted in
+ * its pool's statistics, and remembered. */
+void server_ready_seen(struct server *s, char status);
 /* Timeouts of worker `w`'s servers (called by the worker's sweep). */
 void server_sweep(struct worker *w, uint64_t now);
 

@@ -114,6 +114,7 @@ void server_tls_step(struct server *s)
 		break;
 	}
 	s->tls_step = SV_TLS_NONE;
+	s->w->stats.tls_handshakes++;
 	log_server(s, LL_DEBUG, "TLS handshake done: %s, %s", tls_version(&s->conn),
 	           tls_cipher(&s->conn));
 	conn_want_write(s->w->loop, &s->conn, false);

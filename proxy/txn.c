@@ -783,7 +783,7 @@ bool txn_server_messages(struct server *s)
 				                   "server sent a malformed ReadyForQuery");
 				return false;
 			}
-			s->ready_status = (char)frame_body(b)[0];
+			server_ready_seen(s, (char)frame_body(b)[0]);
 			want = e && (e->kind == 'Q' || e->kind == 'F') ? e->kind : 'S';
 			if (s->mode == POOL_STATEMENT && s->ready_status != 'I') {
 				server_end_client(

@@ -11,6 +11,7 @@
 #include "common/util.h"
 #include "pool/prepared.h"
 #include "pool/pool.h"
+#include "proxy/admin.h"
 #include "proxy/auth_query.h"
 #include "proxy/cancel.h"
 #include "proxy/client.h"
@@ -58,6 +59,23 @@ void snapshot_unref(struct snapshot *s)
 		cidr_list_free(&s->trusted);
 		free(s);
 	}
+}
+
+void runtime_set_override(struct runtime *rt, const char *key, const char *value)
+{
+	pthread_mutex_lock(&rt->override_lock);
+	for (size_t i = 0; i + 1 < rt->overrides.n; i += 2) {
+		if (strcmp(rt->overrides.items[i], key) == 0) {
+			free(rt->overrides.items[i + 1]);
+			rt->overrides.items[i + 1] = xstrdup(value);
+			goto out;
+		}
+	}
+	strlist_add(&rt->overrides, key);
+	strlist_add(&rt->overrides, value);
+out:
+	pthread_mutex_unlock(&rt->override_lock);
+	ev_async_send(rt->control_loop, &rt->override_wake);
 }
 
 struct snapshot *runtime_snapshot(struct runtime *rt)
@@ -141,6 +159,10 @@ static void handle_msg(struct worker *w, struct wmsg *m)
 		break;
 	case WMSG_CANCEL:
 		cancel_local(w, m->pid, m->key);
+		break;
+	case WMSG_ADMIN_COLLECT:
+	case WMSG_ADMIN_DONE:
+		admin_handle_msg(w, m);
 		break;
 	}
 }
@@ -237,6 +259,30 @@ static void min_pool_cb(struct pool *p, void *arg)
 		server_open(w, p);
 }
 
+static void publish_stats(struct worker *w)
+{
+	int clients[8] = {0}, servers[8] = {0};
+	for (int i = 0; i < 8; i++) {
+		struct list *pos;
+		list_for_each(pos, &w->clients[i]) clients[i]++;
+		list_for_each(pos, &w->servers[i]) servers[i]++;
+	}
+	pthread_mutex_lock(&w->pub_lock);
+	w->pub = w->stats;
+	memcpy(w->pub_clients, clients, sizeof(clients));
+	memcpy(w->pub_servers, servers, sizeof(servers));
+	pthread_mutex_unlock(&w->pub_lock);
+}
+
+void worker_read_pub(struct worker *w, struct worker_stats *st, int clients[8], int servers[8])
+{
+	pthread_mutex_lock(&w->pub_lock);
+	*st = w->pub;
+	memcpy(clients, w->pub_clients, sizeof(w->pub_clients));
+	memcpy(servers, w->pub_servers, sizeof(w->pub_servers));
+	pthread_mutex_unlock(&w->pub_lock);
+}
+
 static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct worker *w = container_of(t, struct worker, sweep);
@@ -245,6 +291,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	uint64_t now = now_usec();
 	client_sweep(w, now);
 	server_sweep(w, now);
+	publish_stats(w);
 	auth_query_sweep(w, now);
 	if (w->id == 0 && atomic_load(&w->rt->shutdown) == SHUTDOWN_NONE)
 		pool_registry_foreach(min_pool_cb, w);
@@ -274,6 +321,7 @@ static bool worker_init(struct runtime *rt, struct worker *w, int id)
 	}
 	w->snap = runtime_snapshot(rt);
 	pthread_mutex_init(&w->inbox_lock, NULL);
+	pthread_mutex_init(&w->pub_lock, NULL);
 	list_init(&w->inbox);
 	list_init(&w->dead_clients);
 	list_init(&w->auth_queries);
@@ -344,6 +392,7 @@ static void worker_destroy(struct worker *w)
 		health_view_unref(w->health);
 	ev_loop_destroy(w->loop);
 	pthread_mutex_destroy(&w->inbox_lock);
+	pthread_mutex_destroy(&w->pub_lock);
 }
 
 void workers_join(struct runtime *rt)

@@ -25,7 +25,11 @@ enum wmsg_kind {
 	WMSG_STEAL, /* give one idle server of `pool` to the oldest waiter */
 	WMSG_KICK, /* look at our waiters of `pool` again */
 	WMSG_CANCEL, /* a CancelRequest for one of our clients */
+	WMSG_ADMIN_COLLECT, /* the admin console wants our rows (proxy/admin.h) */
+	WMSG_ADMIN_DONE, /* every worker added its rows: answer the console */
 };
+
+struct admin_job;
 
 struct wmsg {
 	struct list node;
@@ -34,6 +38,7 @@ struct wmsg {
 	struct server *server;
 	uint64_t client_id;
 	uint32_t pid, key;
+	struct admin_job *job;
 };
 
 /* Why a connection was refused before it logged in; each refusal is logged
@@ -54,6 +59,7 @@ enum refusal { REFUSAL_LIST(X_ENUM) REFUSAL_COUNT };
 const char *refusal_name(enum refusal r);
 
 struct worker_stats {
+	uint64_t tls_handshakes; /* completed, clients and servers */
 	uint64_t clients_accepted;
 	uint64_t refused[REFUSAL_COUNT];
 	uint64_t servers_opened;
@@ -102,7 +108,17 @@ struct worker {
 	uint32_t cancel_count;
 
 	struct worker_stats stats;
+	/* What other threads read (SHOW, metrics): copied by the sweep every
+	 * 100 ms under pub_lock. */
+	pthread_mutex_t pub_lock;
+	struct worker_stats pub;
+	int pub_clients[8]; /* by enum client_state */
+	int pub_servers[8]; /* by enum server_state */
 };
+
+/* A copy of worker `w`'s published statistics and connection counts (any
+ * thread). */
+void worker_read_pub(struct worker *w, struct worker_stats *st, int clients[8], int servers[8]);
 
 /* Start all workers (threads); listening sockets are opened by each worker
  * before this returns, so bind errors are reported at start-up. */

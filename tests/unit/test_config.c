@@ -1,8 +1,10 @@
 /* Unit test of conf/config.c and conf/settings.c: the settings table, every value type, the
  * [databases] and [users] sections, warnings and errors with file:line, the
- * restart diff, and that doc/config.md and etc/pgmoat.ini match the table.
+ * restart diff, and that doc/config.md, doc/pgmoat.ini.5 and etc/pgmoat.ini
+ * match the table.
  *
  *   test_config --write-doc     prints doc/config.md (to regenerate it)
+ *   test_config --write-man     prints doc/pgmoat.ini.5 (to regenerate it)
  */
 #include <config.h>
 
@@ -331,7 +333,7 @@ static void test_pgbouncer_ini(void)
 	is_int(c->auth_type, AUTH_TRUST, "auth_type");
 	const char *want[] = {
 	        ":9: 'client_tls_dheparams' is not supported by pgmoat, ignored",
-	        ":10: 'stats_period' is not supported by pgmoat, ignored",
+	        ":10: 'tcp_defer_accept' is not supported by pgmoat, ignored",
 	        ":11: unknown setting 'listen_prot' (did you mean 'listen_port'?)",
 	        ":12: unknown setting 'max_clien_conn' (did you mean 'max_client_conn'?)",
 	        ":13: unknown setting 'completely_unrelated'",
@@ -541,6 +543,106 @@ static void test_doc_in_sync(void)
 	free(doc);
 }
 
+/* The text between `from` and the next `to` (or the end), in a new string;
+ * NULL if `from` is missing. */
+static char *section_of(const char *text, const char *from, const char *to)
+{
+	const char *a = strstr(text, from);
+	if (!a)
+		return NULL;
+	a += strlen(from);
+	const char *b = strstr(a, to);
+	size_t n = b ? (size_t)(b - a) : strlen(a);
+	char *s = malloc(n + 1);
+	memcpy(s, a, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* Every parameter of the table in doc/config.md's section `md_section` (rows
+ * "| `name` | ...", from the same table) is an item (".B name") of the man
+ * page's section `man_section`. */
+static void check_man_params(const char *doc, const char *man, const char *what,
+                             const char *md_section, const char *man_section)
+{
+	char *rows = section_of(doc, md_section, "\n## ");
+	char *items = section_of(man, man_section, "\n.SH ");
+	ok(rows && items, "%s: a section in doc/config.md and in the man page", what);
+	if (!rows || !items) {
+		free(rows);
+		free(items);
+		return;
+	}
+	int count = 0;
+	bool all = true;
+	for (const char *p = strstr(rows, "\n| `"); p; p = strstr(p + 1, "\n| `")) {
+		const char *name = p + 4, *end = strchr(name, '`');
+		if (!end)
+			break;
+		char needle[128];
+		snprintf(needle, sizeof(needle), "\n.TP\n.B %.*s\n", (int)(end - name), name);
+		count++;
+		if (!strstr(items, needle)) {
+			all = false;
+			diag("%.*s missing from the man page's %s", (int)(end - name), name, what);
+		}
+	}
+	ok(all && count > 0, "%s: the man page lists every parameter (%d)", what, count);
+	free(rows);
+	free(items);
+}
+
+static void test_man_in_sync(void)
+{
+	char *man = NULL, *doc = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&man, &len);
+	config_write_man(f);
+	fclose(f);
+	f = open_memstream(&doc, &len);
+	config_write_doc(f);
+	fclose(f);
+	char *file = read_all(src_path("doc/pgmoat.ini.5"));
+	ok(file != NULL, "doc/pgmoat.ini.5 readable");
+	bool same = file && strcmp(file, man) == 0;
+	ok(same, "doc/pgmoat.ini.5 is what config_write_man() writes");
+	if (!same)
+		diag("regenerate: tests/unit/test_config --write-man > doc/pgmoat.ini.5");
+
+	/* Every setting of the table is an item of the [pgmoat] section. */
+	char *items = section_of(man, "\n.SH \"[pgmoat] SETTINGS\"\n", "\n.SH ");
+	ok(items != NULL, "the man page has a [pgmoat] SETTINGS section");
+	size_t n;
+	const struct setting *t = config_settings(&n);
+	bool all = items != NULL;
+	for (size_t i = 0; items && i < n; i++) {
+		char needle[128];
+		snprintf(needle, sizeof(needle), "\n.TP\n.B %s\n", t[i].name);
+		if (!strstr(items, needle)) {
+			all = false;
+			diag("%s missing from the man page", t[i].name);
+		}
+	}
+	ok(all, "the generated pgmoat.ini(5) lists every setting in the table (%zu)", n);
+	free(items);
+	check_man_params(doc, man, "[databases]", "\n## [databases]\n",
+	                 "\n.SH \"[databases] PARAMETERS\"\n");
+	check_man_params(doc, man, "[users]", "\n## [users]\n", "\n.SH \"[users] PARAMETERS\"\n");
+	const char *parts[] = {".SH NAME\n",   ".SH SYNOPSIS\n", ".SH DESCRIPTION\n",
+	                       ".SH SYNTAX\n", ".SH FILES\n",    ".SH SEE ALSO\n"};
+	bool complete = true;
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		if (!strstr(man, parts[i])) {
+			complete = false;
+			diag("no %s", parts[i]);
+		}
+	}
+	ok(complete, "the man page has NAME, SYNOPSIS, DESCRIPTION, SYNTAX, FILES and SEE ALSO");
+	free(file);
+	free(man);
+	free(doc);
+}
+
 static void test_example_ini(void)
 {
 	const char *path = src_path("etc/pgmoat.ini");
@@ -592,6 +694,10 @@ int main(int argc, char **argv)
 		config_write_doc(stdout);
 		return 0;
 	}
+	if (argc > 1 && strcmp(argv[1], "--write-man") == 0) {
+		config_write_man(stdout);
+		return 0;
+	}
 	test_table();
 	test_defaults();
 	test_minimal();
@@ -603,6 +709,7 @@ int main(int argc, char **argv)
 	test_bad_databases();
 	test_restart_keys();
 	test_doc_in_sync();
+	test_man_in_sync();
 	test_example_ini();
 	return tap_done();
 }
