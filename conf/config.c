@@ -141,6 +141,9 @@ static void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_users; i++)
 		free(c->users[i].name);
 	free(c->users);
+	for (size_t i = 0; i < c->n_peers; i++)
+		settings_param_clear(SETTINGS_PEER_PARAMS, &c->peers[i]);
+	free(c->peers);
 	free(c->path);
 	free(c);
 }
@@ -182,6 +185,7 @@ struct loader {
 	size_t n_settings;
 	char **where; /* "file:line" where each setting was last set */
 	struct strlist db_where; /* "file:line" of each c->dbs[i] */
+	char *peers_where; /* "file:line" of the first [peers] entry */
 	struct strlist bad_sections;
 };
 
@@ -377,32 +381,68 @@ static void load_user(struct loader *ld, const char *file, int line, const char 
 	c->users[c->n_users++] = u;
 }
 
+/* id = host=H port=P */
+static void load_peer(struct loader *ld, const char *file, int line, const char *id,
+                      const char *value)
+{
+	struct config *c = ld->c;
+	struct peer_entry p = {.port = 6432, .line = line};
+	char *end;
+	long n = isdigit((unsigned char)id[0]) ? strtol(id, &end, 10) : -1;
+	if (n < 1 || n > PEER_ID_MAX || *end) {
+		add_msg(ld->errors, file, line,
+		        "peer id '%.64s': expected an integer between 1 and %d", id, PEER_ID_MAX);
+		return;
+	}
+	p.id = (int)n;
+	char what[32];
+	snprintf(what, sizeof(what), "peer %d", p.id);
+	bool good = parse_params(ld, file, line, what, SETTINGS_PEER_PARAMS, &p, value);
+	if (good && !p.host) {
+		add_msg(ld->errors, file, line,
+		        "%s: host is required (a host name, an IP address or a unix socket "
+		        "directory)",
+		        what);
+		good = false;
+	}
+	if (!good) {
+		settings_param_clear(SETTINGS_PEER_PARAMS, &p);
+		return;
+	}
+	if (!ld->peers_where)
+		ld->peers_where = where_str(file, line);
+	for (size_t i = 0; i < c->n_peers; i++) {
+		if (c->peers[i].id == p.id) { /* defined again: the last one wins */
+			settings_param_clear(SETTINGS_PEER_PARAMS, &c->peers[i]);
+			c->peers[i] = p;
+			return;
+		}
+	}
+	c->peers = xrealloc(c->peers, (c->n_peers + 1) * sizeof(*c->peers));
+	c->peers[c->n_peers++] = p;
+}
+
 static void on_key(const char *file, int line, const char *section, const char *key,
                    const char *value, void *arg)
 {
 	struct loader *ld = arg;
-	bool known = str_ieq(section, "pgmoat") || str_ieq(section, "pgbouncer") ||
-	        str_ieq(section, "databases") || str_ieq(section, "users");
-	if (!key) {
-		/* A section header. */
-		if (!known && !strlist_contains_ci(&ld->bad_sections, section)) {
-			strlist_add(&ld->bad_sections, section);
-			add_msg(ld->errors, file, line,
-			        "unknown section [%s] (expected [pgmoat], [databases] or [users])",
-			        section);
-		}
-		return;
-	}
 	if (str_ieq(section, "pgmoat") || str_ieq(section, "pgbouncer")) {
-		load_setting(ld, file, line, key, value);
+		if (key)
+			load_setting(ld, file, line, key, value);
 	} else if (str_ieq(section, "databases")) {
-		load_db(ld, file, line, key, value);
+		if (key)
+			load_db(ld, file, line, key, value);
 	} else if (str_ieq(section, "users")) {
-		load_user(ld, file, line, key, value);
+		if (key)
+			load_user(ld, file, line, key, value);
+	} else if (str_ieq(section, "peers")) {
+		if (key)
+			load_peer(ld, file, line, key, value);
 	} else if (!strlist_contains_ci(&ld->bad_sections, section)) {
+		/* Once per section, at its header (or its first key). */
 		strlist_add(&ld->bad_sections, section);
 		add_msg(ld->errors, file, line,
-		        "unknown section [%s] (expected [pgmoat], [databases] or [users])",
+		        "unknown section [%s] (expected [pgmoat], [databases], [users] or [peers])",
 		        section);
 	}
 }
@@ -472,6 +512,11 @@ static void validate(struct loader *ld)
 		        ld->errors,
 		        "%s: listen_addr and unix_socket_dir are both empty: nothing to listen on",
 		        where(ld, "listen_addr"));
+	if (c->n_peers > 0 && c->peer_id == 0)
+		strlist_addf(ld->warnings,
+		             "%s: [peers] is ignored while peer_id is 0 (cancel requests are not "
+		             "forwarded)",
+		             ld->peers_where);
 	for (size_t i = 0; i < c->n_dbs; i++) {
 		const struct db_entry *db = &c->dbs[i];
 		int min = db_min_pool_size(c, db), size = db_pool_size(c, db);
@@ -513,6 +558,7 @@ struct config *config_load(const char *path, struct strlist *errors, struct strl
 	free(ld.where);
 	strlist_free(&ld.bad_sections);
 	strlist_free(&ld.db_where);
+	free(ld.peers_where);
 	strlist_free(&own_errors);
 	strlist_free(&own_warnings);
 	return ld.c;
@@ -537,6 +583,14 @@ const struct user_entry *config_find_user(const struct config *c, const char *na
 	for (size_t i = 0; i < c->n_users; i++)
 		if (strcmp(c->users[i].name, name) == 0)
 			return &c->users[i];
+	return NULL;
+}
+
+const struct peer_entry *config_find_peer(const struct config *c, int id)
+{
+	for (size_t i = 0; i < c->n_peers; i++)
+		if (c->peers[i].id == id)
+			return &c->peers[i];
 	return NULL;
 }
 

@@ -119,6 +119,20 @@ struct db_entry {
 	int line; /* where it was defined, for messages */
 };
 
+/* The highest peer_id and [peers] id (PgBouncer's limit too). */
+#define PEER_ID_MAX 16383
+
+/* One [peers] entry, pgbouncer syntax:  id = host=H port=P
+ * Another pgmoat process sharing listen_port (so_reuseport): cancel
+ * requests for its clients are forwarded to host:port. */
+struct peer_entry {
+	int id; /* 1..PEER_ID_MAX */
+	char *host; /* host name, IP address, or a directory: its unix socket */
+	int port; /* default 6432 */
+	int pool_size; /* accepted for pgbouncer.ini's sake, unused */
+	int line;
+};
+
 /* One [users] entry:  name = pool_mode=M max_user_connections=N */
 struct user_entry {
 	char *name;
@@ -174,6 +188,8 @@ struct config {
 	struct strlist ignore_startup_parameters;
 	bool tcp_keepalive;
 	int listen_backlog;
+	bool so_reuseport; /* skip the exclusive first bind (proxy/listener.c) */
+	int peer_id; /* 0: no peers; else ours among [peers] (proxy/cancel.h) */
 
 	/* TLS (proxy/tls.h) */
 	int client_tls_sslmode; /* enum tls_mode */
@@ -220,11 +236,13 @@ struct config {
 	char *auth_query;
 	char *auth_dbname; /* "" : the client's database */
 
-	/* [databases] and [users] */
+	/* [databases], [users] and [peers] */
 	struct db_entry *dbs;
 	size_t n_dbs;
 	struct user_entry *users;
 	size_t n_users;
+	struct peer_entry *peers; /* in the order of the file */
+	size_t n_peers;
 
 	char *path; /* the file it was read from */
 	atomic_int refs; /* see config_ref */
@@ -283,12 +301,12 @@ struct config *config_defaults(void);
 void config_ref(struct config *c);
 void config_unref(struct config *c);
 
-/* doc/config.md: every setting, [databases] and [users] parameter, in
+/* doc/config.md: every setting, [databases], [users] and [peers] parameter, in
  * Markdown, generated from the tables (a unit test keeps the file in step). */
 void config_write_doc(FILE *f);
 
 /* doc/pgmoat.ini.5, the pgmoat.ini(5) man page: the file's syntax, every
- * setting, [databases] and [users] parameter, generated from the same
+ * setting, [databases], [users] and [peers] parameter, generated from the same
  * tables (a unit test keeps the file in step). */
 void config_write_man(FILE *f);
 
@@ -311,6 +329,8 @@ bool config_override(struct config *c, const char *key, const char *value, char 
 /* The [databases] entry for `name`, else the `*` entry, else NULL. */
 const struct db_entry *config_find_db(const struct config *c, const char *name);
 const struct user_entry *config_find_user(const struct config *c, const char *name);
+/* The [peers] entry with id `id`, or NULL. */
+const struct peer_entry *config_find_peer(const struct config *c, int id);
 
 /* Effective per-database values (entry's own value, else the global one);
  * `db` and `user` may be NULL. */

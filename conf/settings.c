@@ -22,24 +22,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_POOL 100000
-#define MAX_CONNS 1000000
 #define MAX_TIME_MS (7L * 24 * 3600 * 1000) /* a week */
 
 /* --- enum names ------------------------------------------------------- */
 
 #define X_NAME(id, name) name,
-static const char *const pool_mode_names[] = {POOL_MODE_LIST(X_NAME) NULL};
+const char *const settings_pool_mode_names[] = {POOL_MODE_LIST(X_NAME) NULL};
 static const char *const auth_type_names[] = {AUTH_TYPE_LIST(X_NAME) NULL};
 static const char *const guard_mode_names[] = {GUARD_MODE_LIST(X_NAME) NULL};
 static const char *const tls_mode_names[] = {TLS_MODE_LIST(X_NAME) NULL};
-static const char *const tsa_names[] = {TSA_LIST(X_NAME) NULL};
+const char *const settings_tsa_names[] = {TSA_LIST(X_NAME) NULL};
 static const char *const read_routing_names[] = {READ_ROUTING_LIST(X_NAME) NULL};
 #undef X_NAME
 
 const char *pool_mode_name(enum pool_mode m)
 {
-	return (unsigned)m < POOL_MODE_COUNT ? pool_mode_names[m] : "unknown";
+	return (unsigned)m < POOL_MODE_COUNT ? settings_pool_mode_names[m] : "unknown";
 }
 
 const char *auth_type_name(enum auth_type a)
@@ -49,7 +47,7 @@ const char *auth_type_name(enum auth_type a)
 
 const char *tsa_name(enum tsa t)
 {
-	return (unsigned)t < TSA_COUNT ? tsa_names[t] : "unknown";
+	return (unsigned)t < TSA_COUNT ? settings_tsa_names[t] : "unknown";
 }
 
 const char *tls_mode_name(enum tls_mode m)
@@ -65,7 +63,7 @@ static const char *const syslog_facilities[] = {
 /* clang-format on */
 
 /* "a, b or c" */
-static void join_names(char *buf, size_t len, const char *const *names)
+void settings_join_names(char *buf, size_t len, const char *const *names)
 {
 	size_t used = 0;
 	buf[0] = '\0';
@@ -76,7 +74,7 @@ static void join_names(char *buf, size_t len, const char *const *names)
 	}
 }
 
-static int find_name(const char *const *names, const char *word)
+int settings_find_name(const char *const *names, const char *word)
 {
 	for (int i = 0; names[i]; i++)
 		if (str_ieq(names[i], word))
@@ -116,14 +114,14 @@ static bool check_listen_addr(void *field, char *msg, size_t len)
 static bool check_syslog_facility(void *field, char *msg, size_t len)
 {
 	char **v = field;
-	int i = find_name(syslog_facilities, *v);
+	int i = settings_find_name(syslog_facilities, *v);
 	if (i >= 0) {
 		free(*v);
 		*v = xstrdup(syslog_facilities[i]);
 		return true;
 	}
 	char names[256];
-	join_names(names, sizeof(names), syslog_facilities);
+	settings_join_names(names, sizeof(names), syslog_facilities);
 	snprintf(msg, len, "expected %s, got '%s'", names, *v);
 	return false;
 }
@@ -145,7 +143,7 @@ static bool check_tls_protocols(void *field, char *msg, size_t len)
 		strlist_parse_csv(&l, *v);
 		bool good = l.n > 0;
 		for (size_t i = 0; good && i < l.n; i++) {
-			int k = find_name(versions, l.items[i]);
+			int k = settings_find_name(versions, l.items[i]);
 			if (k < 0)
 				good = false;
 			else
@@ -171,6 +169,47 @@ static bool check_tls_protocols(void *field, char *msg, size_t len)
 	free(*v);
 	*v = xstrdup(out);
 	return true;
+}
+
+/* metrics_listen: empty, or address:port where the address is IPv4, * or
+ * localhost, or IPv6 in brackets (proxy/metrics.c binds it). */
+static bool check_metrics_listen(void *field, char *msg, size_t len)
+{
+	const char *v = *(char **)field;
+	if (!*v)
+		return true;
+	char host[64] = "";
+	const char *port = NULL;
+	unsigned char bin[16];
+	bool good = false;
+	const char *colon = strrchr(v, ':');
+	if (v[0] == '[') {
+		const char *end = strchr(v, ']');
+		if (end && end[1] == ':' && (size_t)(end - v - 1) < sizeof(host)) {
+			memcpy(host, v + 1, (size_t)(end - v - 1));
+			host[end - v - 1] = '\0';
+			port = end + 2;
+			good = inet_pton(AF_INET6, host, bin) == 1;
+		}
+	} else if (colon && (size_t)(colon - v) < sizeof(host)) {
+		memcpy(host, v, (size_t)(colon - v));
+		host[colon - v] = '\0';
+		port = colon + 1;
+		good = !host[0] || strcmp(host, "*") == 0 || strcmp(host, "localhost") == 0 ||
+		        inet_pton(AF_INET, host, bin) == 1;
+	}
+	if (good) {
+		char *end;
+		errno = 0;
+		long p = strtol(port, &end, 10);
+		good = *port >= '0' && *port <= '9' && !*end && !errno && p >= 1 && p <= 65535;
+	}
+	if (!good)
+		snprintf(msg, len,
+		         "expected address:port (IPv4, * or localhost; IPv6 as [addr]:port), got "
+		         "'%s'",
+		         v);
+	return good;
 }
 
 static bool check_cidrs(void *field, char *msg, size_t len)
@@ -225,7 +264,7 @@ static const struct setting settings[] = {
 	S_INT(workers, "0", RESTART, 0, MAX_WORKERS,
 		"Worker threads, each with its own event loop and listening socket; 0: one per "
 		"CPU core."),
-	S_ENUM(pool_mode, "session", pool_mode_names,
+	S_ENUM(pool_mode, "session", settings_pool_mode_names,
 		"When a server connection returns to the pool: when the client disconnects "
 		"(session), when a transaction ends (transaction), or after every statement, "
 		"transactions refused (statement). See doc/pooling.md."),
@@ -330,6 +369,14 @@ static const struct setting settings[] = {
 	S_INT(listen_backlog, "128", RESTART, 1, 65535,
 		"Length of the queue of not yet accepted connections of each listening "
 		"socket."),
+	S_BOOL(so_reuseport, "0", RESTART,
+		"Let other processes listen on the same address and port (SO_REUSEPORT), for an "
+		"upgrade without downtime (doc/operations.md). Off: a port already in use is an "
+		"error at start-up. On, a second pgmoat started by mistake shares the port "
+		"unnoticed and gets part of the connections."),
+	S_INT(peer_id, "0", RESTART, 0, PEER_ID_MAX,
+		"This process's id among the `[peers]`; its cancel keys carry it, and cancel "
+		"requests for another peer's clients are forwarded to that peer. 0: no peers."),
 	S_ENUM(client_tls_sslmode, "disable", tls_mode_names,
 		"TLS for clients: disable (refused), allow or prefer (offered), require (plain "
 		"connections refused), verify-ca (also a client certificate signed by "
@@ -422,7 +469,7 @@ static const struct setting settings[] = {
 		"and of the summary line `log_stats` writes."),
 	S_BOOL(log_stats, "1", RELOAD,
 		"Log a summary line per database every `stats_period`."),
-	S_STR(metrics_listen, SETTING_STRING, "", RELOAD, NULL,
+	S_STR(metrics_listen, SETTING_STRING, "", RELOAD, check_metrics_listen,
 		"Address:port (e.g. 127.0.0.1:9127) where Prometheus metrics are served on "
 		"/metrics; empty: none. See doc/monitoring.md."),
 	S_STR(auth_user, SETTING_STRING, "", RELOAD, NULL,
@@ -438,15 +485,14 @@ static const struct setting settings[] = {
 };
 
 /* pgbouncer settings that pgmoat accepts in the file and ignores. */
-static const char *const unsupported_settings[] = {
+const char *const settings_unsupported[] = {
 	"application_name_add_host", "auth_ident_file",
 	"autodb_idle_timeout", "cancel_wait_timeout",
 	"client_tls_dheparams", "client_tls_ecdhcurve", "disable_pqexec",
 	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period",
 	"job_name", "log_connections", "log_disconnections", "log_pooler_errors",
-	"peer_id", "resolv_conf", "sbuf_loopcnt",
+	"resolv_conf", "sbuf_loopcnt",
 	"server_fast_close", "server_round_robin",
-	"so_reuseport",
 	"suspend_timeout", "tcp_defer_accept", "tcp_keepcnt", "tcp_keepidle",
 	"tcp_keepintvl", "tcp_socket_buffer", "tcp_user_timeout",
 	"unix_socket_group", "user", NULL,
@@ -469,75 +515,6 @@ const struct setting *config_find_setting(const char *name)
 			return &settings[i];
 	return NULL;
 }
-
-/* --- [databases] and [users] parameters ------------------------------- */
-
-/* PARAM_INT_LIST: integers min..max, comma-separated, kept as written. */
-enum param_kind { PARAM_STR, PARAM_INT, PARAM_INT_LIST, PARAM_POOL_MODE, PARAM_TSA };
-
-struct param {
-	const char *name; /* first, like struct setting: see closest_name() */
-	enum param_kind kind;
-	size_t offset;
-	long min, max;
-	const char *def; /* for the documentation */
-	const char *doc;
-};
-
-#define P_FIELD(st, n, ctype) (offsetof(struct st, n) + _Generic(((struct st *)0)->n, ctype : 0))
-
-/* clang-format off */
-#define DB_STR(n, dv, text) {#n, PARAM_STR, P_FIELD(db_entry, n, char *), 0, 0, dv, text}
-#define DB_INT(n, lo, hi, dv, text) {#n, PARAM_INT, P_FIELD(db_entry, n, int), lo, hi, dv, text}
-
-static const struct param db_params[] = {
-	DB_STR(host, "unix socket",
-		"Server host name or IP address; a comma-separated list names the primary and "
-		"its replicas, in any order (doc/routing.md)."),
-	{"port", PARAM_INT_LIST, P_FIELD(db_entry, ports, char *), 1, 65535, "5432",
-		"Server port; with several hosts, one port for all or one per host, "
-		"comma-separated."},
-	{"target_session_attrs", PARAM_TSA, P_FIELD(db_entry, tsa, int), 0, 0, "read-write",
-		"Which host serves this name: read-write or primary (the primary), read-only or "
-		"standby (a replica; none up is an error), prefer-standby (a replica, else the "
-		"primary), any (the least loaded host that is up)."},
-	{"weight", PARAM_INT_LIST, P_FIELD(db_entry, weights, char *), 1, 100, "1",
-		"Share of reads each replica gets, 1 to 100: one for all hosts or one per host, "
-		"comma-separated."},
-	DB_STR(dbname, "the name used", "Database name on the server."),
-	DB_STR(user, "the client's user",
-		"Log in to the server as this user, whoever the client logged in as."),
-	DB_STR(password, "none", "Password of that user (or of the client's user) on the server."),
-	DB_INT(pool_size, 0, MAX_POOL, "`default_pool_size`", "Server connections per pool."),
-	DB_INT(min_pool_size, 0, MAX_POOL, "`min_pool_size`",
-		"Server connections kept open per pool."),
-	DB_INT(reserve_pool, 0, MAX_POOL, "`reserve_pool_size`", "Extra connections per pool."),
-	DB_INT(max_db_connections, 0, MAX_CONNS, "`max_db_connections`",
-		"Most server connections to this database; 0: no limit."),
-	{"pool_mode", PARAM_POOL_MODE, P_FIELD(db_entry, pool_mode, int), 0, 0, "`pool_mode`",
-		"Pool mode of this database's pools."},
-	DB_STR(client_encoding, "not sent", "Sent to the server as its `client_encoding`."),
-	DB_STR(datestyle, "not sent", "Sent to the server as its `DateStyle`."),
-	DB_STR(timezone, "not sent", "Sent to the server as its `TimeZone`."),
-	DB_STR(application_name, "not sent", "Sent to the server as its `application_name`."),
-};
-
-static const struct param user_params[] = {
-	{"pool_mode", PARAM_POOL_MODE, P_FIELD(user_entry, pool_mode, int), 0, 0,
-		"the database's", "Pool mode of this user's pools."},
-	{"max_user_connections", PARAM_INT, P_FIELD(user_entry, max_user_connections, int),
-		0, MAX_CONNS, "`max_user_connections`",
-		"Most server connections of this user; 0: no limit."},
-};
-
-/* pgbouncer parameters pgmoat does not have: named as such in errors. */
-static const char *const unsupported_params[] = {
-	"auth_dbname", "auth_query", "auth_user", "connect_query", "load_balance_hosts",
-	"max_db_client_connections", "max_user_client_connections", "query_timeout",
-	"idle_transaction_timeout", "client_idle_timeout", "server_lifetime",
-	"reserve_pool_size", "pool_size", "reserve_pool", NULL,
-};
-/* clang-format on */
 
 /* --- suggestions for misspelt names ----------------------------------- */
 
@@ -571,7 +548,7 @@ static size_t edit_distance(const char *a, const char *b)
 
 /* The name closest to `word` among `n` structs of `stride` bytes whose first
  * member is the name, if it is close enough to be a likely typo. */
-static const char *closest_name(const char *word, const void *base, size_t n, size_t stride)
+const char *settings_closest_name(const char *word, const void *base, size_t n, size_t stride)
 {
 	size_t len = strlen(word);
 	size_t limit = len <= 3 ? 1 : len <= 8 ? 2 : 3;
@@ -590,8 +567,8 @@ static const char *closest_name(const char *word, const void *base, size_t n, si
 
 void settings_unknown(const char *key, char *msg, size_t len)
 {
-	const char *hint = closest_name(key, settings, N_SETTINGS, sizeof(settings[0]));
-	if (find_name(unsupported_settings, key) >= 0)
+	const char *hint = settings_closest_name(key, settings, N_SETTINGS, sizeof(settings[0]));
+	if (settings_find_name(settings_unsupported, key) >= 0)
 		snprintf(msg, len, "'%s' is not supported by pgmoat, ignored", key);
 	else if (hint)
 		snprintf(msg, len, "unknown setting '%s' (did you mean '%s'?)", key, hint);
@@ -601,7 +578,7 @@ void settings_unknown(const char *key, char *msg, size_t len)
 
 /* --- parsing values --------------------------------------------------- */
 
-static bool parse_long(const char *v, long *out)
+bool settings_parse_long(const char *v, long *out)
 {
 	if (!isdigit((unsigned char)v[0]) && !(v[0] == '-' && isdigit((unsigned char)v[1])))
 		return false;
@@ -693,9 +670,9 @@ static bool parse_bool(const char *v, bool *out)
 {
 	static const char *const yes[] = {"1", "yes", "on", "true", NULL};
 	static const char *const no[] = {"0", "no", "off", "false", NULL};
-	if (find_name(yes, v) >= 0)
+	if (settings_find_name(yes, v) >= 0)
 		*out = true;
-	else if (find_name(no, v) >= 0)
+	else if (settings_find_name(no, v) >= 0)
 		*out = false;
 	else
 		return false;
@@ -703,7 +680,7 @@ static bool parse_bool(const char *v, bool *out)
 }
 
 /* "ms" as the shortest of Nh, Nmin, Ns or Nms. */
-static void format_ms(char *buf, size_t len, long ms)
+void settings_format_ms(char *buf, size_t len, long ms)
 {
 	if (ms != 0 && ms % 3600000 == 0)
 		snprintf(buf, len, "%ldh", ms / 3600000);
@@ -715,7 +692,7 @@ static void format_ms(char *buf, size_t len, long ms)
 		snprintf(buf, len, "%ldms", ms);
 }
 
-static void format_bytes(char *buf, size_t len, long b)
+void settings_format_bytes(char *buf, size_t len, long b)
 {
 	if (b != 0 && b % (1024L * 1024 * 1024) == 0)
 		snprintf(buf, len, "%ldGB", b / (1024L * 1024 * 1024));
@@ -752,7 +729,7 @@ bool settings_parse(struct config *c, const struct setting *s, const char *v, co
 	char lo[32], hi[32];
 	switch (s->type) {
 	case SETTING_INT:
-		if (!parse_long(v, &x) || x < s->min || x > s->max) {
+		if (!settings_parse_long(v, &x) || x < s->min || x > s->max) {
 			snprintf(msg, len, "expected an integer between %ld and %ld, got '%s'",
 			         s->min, s->max, v);
 			return false;
@@ -761,8 +738,8 @@ bool settings_parse(struct config *c, const struct setting *s, const char *v, co
 		break;
 	case SETTING_SIZE:
 		if (!parse_size(v, s->min, s->max, &x)) {
-			format_bytes(lo, sizeof(lo), s->min);
-			format_bytes(hi, sizeof(hi), s->max);
+			settings_format_bytes(lo, sizeof(lo), s->min);
+			settings_format_bytes(hi, sizeof(hi), s->max);
 			snprintf(msg, len,
 			         "expected a size between %s and %s (bytes, or a number with unit "
 			         "kB, MB or GB), got '%s'",
@@ -773,8 +750,8 @@ bool settings_parse(struct config *c, const struct setting *s, const char *v, co
 		break;
 	case SETTING_TIME:
 		if (!parse_time_ms(v, s->min, s->max, &x)) {
-			format_ms(lo, sizeof(lo), s->min);
-			format_ms(hi, sizeof(hi), s->max);
+			settings_format_ms(lo, sizeof(lo), s->min);
+			settings_format_ms(hi, sizeof(hi), s->max);
 			snprintf(msg, len,
 			         "expected a duration between %s and %s (seconds, or a number with "
 			         "unit ms, s, min or h), got '%s'",
@@ -792,10 +769,10 @@ bool settings_parse(struct config *c, const struct setting *s, const char *v, co
 		}
 		break;
 	case SETTING_ENUM: {
-		int i = find_name(s->enum_names, v);
+		int i = settings_find_name(s->enum_names, v);
 		if (i < 0) {
 			char names[256];
-			join_names(names, sizeof(names), s->enum_names);
+			settings_join_names(names, sizeof(names), s->enum_names);
 			snprintf(msg, len, "expected %s, got '%s'", names, v);
 			return false;
 		}
@@ -839,114 +816,6 @@ bool settings_parse(struct config *c, const struct setting *s, const char *v, co
 	}
 	}
 	return s->check ? s->check(f, msg, len) : true;
-}
-
-/* --- [databases] and [users] parameter values ------------------------ */
-
-/* Set parameter `p` of `entry`. */
-static bool param_set(const struct param *p, void *entry, const char *v, char *msg, size_t len)
-{
-	void *f = (char *)entry + p->offset;
-	long x;
-	switch (p->kind) {
-	case PARAM_STR:
-		free(*(char **)f);
-		*(char **)f = v[0] ? xstrdup(v) : NULL;
-		return true;
-	case PARAM_INT:
-		if (!parse_long(v, &x) || x < p->min || x > p->max) {
-			snprintf(msg, len, "%s: expected an integer between %ld and %ld, got '%s'",
-			         p->name, p->min, p->max, v);
-			return false;
-		}
-		*(int *)f = (int)x;
-		return true;
-	case PARAM_INT_LIST: {
-		struct strlist l;
-		strlist_init(&l);
-		strlist_parse_csv(&l, v);
-		bool good = l.n > 0;
-		for (size_t i = 0; good && i < l.n; i++) {
-			if (!parse_long(l.items[i], &x) || x < p->min || x > p->max) {
-				snprintf(msg, len,
-				         "%s: expected an integer between %ld and %ld, got '%s'",
-				         p->name, p->min, p->max, l.items[i]);
-				good = false;
-			}
-		}
-		if (l.n == 0)
-			snprintf(msg, len, "%s: expected an integer between %ld and %ld, got '%s'",
-			         p->name, p->min, p->max, v);
-		strlist_free(&l);
-		if (!good)
-			return false;
-		free(*(char **)f);
-		*(char **)f = xstrdup(v);
-		return true;
-	}
-	case PARAM_TSA:
-		x = find_name(tsa_names, v);
-		if (x < 0) {
-			char names[160];
-			join_names(names, sizeof(names), tsa_names);
-			snprintf(msg, len, "%s: expected %s, got '%s'", p->name, names, v);
-			return false;
-		}
-		*(int *)f = (int)x;
-		return true;
-	case PARAM_POOL_MODE:
-		x = find_name(pool_mode_names, v);
-		if (x < 0) {
-			char names[128];
-			join_names(names, sizeof(names), pool_mode_names);
-			snprintf(msg, len, "%s: expected %s, got '%s'", p->name, names, v);
-			return false;
-		}
-		*(int *)f = (int)x;
-		return true;
-	}
-	return false;
-}
-
-/* The table `t` names. */
-static void param_table(enum settings_params t, const struct param **params, size_t *n)
-{
-	if (t == SETTINGS_DB_PARAMS) {
-		*params = db_params;
-		*n = ARRAY_SIZE(db_params);
-	} else {
-		*params = user_params;
-		*n = ARRAY_SIZE(user_params);
-	}
-}
-
-bool settings_param_set(enum settings_params t, void *entry, const char *key, const char *v,
-                        char *msg, size_t len)
-{
-	const struct param *params;
-	size_t n;
-	param_table(t, &params, &n);
-	for (size_t i = 0; i < n; i++)
-		if (str_ieq(params[i].name, key))
-			return param_set(&params[i], entry, v, msg, len);
-	const char *hint = closest_name(key, params, n, sizeof(params[0]));
-	if (find_name(unsupported_params, key) >= 0)
-		snprintf(msg, len, "'%s' is not supported by pgmoat", key);
-	else if (hint)
-		snprintf(msg, len, "unknown parameter '%s' (did you mean '%s'?)", key, hint);
-	else
-		snprintf(msg, len, "unknown parameter '%s'", key);
-	return false;
-}
-
-void settings_param_clear(enum settings_params t, void *entry)
-{
-	const struct param *params;
-	size_t n;
-	param_table(t, &params, &n);
-	for (size_t i = 0; i < n; i++)
-		if (params[i].kind == PARAM_STR || params[i].kind == PARAM_INT_LIST)
-			free(*(char **)((char *)entry + params[i].offset));
 }
 
 /* --- defaults and freeing --------------------------------------------- */
@@ -1057,402 +926,4 @@ void config_changed_restart_keys(const struct config *old, const struct config *
 		free(a);
 		free(b);
 	}
-}
-
-/* --- documentation ---------------------------------------------------- */
-
-static void doc_type(char *buf, size_t len, const struct setting *s)
-{
-	char lo[32], hi[32], names[256];
-	switch (s->type) {
-	case SETTING_INT:
-		snprintf(buf, len, "integer, %ld..%ld", s->min, s->max);
-		break;
-	case SETTING_SIZE:
-		format_bytes(lo, sizeof(lo), s->min);
-		format_bytes(hi, sizeof(hi), s->max);
-		snprintf(buf, len, "size, %s..%s", lo, hi);
-		break;
-	case SETTING_TIME:
-		format_ms(lo, sizeof(lo), s->min);
-		format_ms(hi, sizeof(hi), s->max);
-		snprintf(buf, len, "duration, %s..%s", lo, hi);
-		break;
-	case SETTING_ENUM:
-		join_names(names, sizeof(names), s->enum_names);
-		snprintf(buf, len, "%s", names);
-		break;
-	case SETTING_BOOL:
-		snprintf(buf, len, "boolean");
-		break;
-	case SETTING_STRING:
-		snprintf(buf, len, "string");
-		break;
-	case SETTING_PATH:
-		snprintf(buf, len, "path");
-		break;
-	case SETTING_LIST:
-		snprintf(buf, len, "list");
-		break;
-	case SETTING_MODE:
-		snprintf(buf, len, "octal mode");
-		break;
-	}
-}
-
-static void doc_params(FILE *f, const struct param *params, size_t n)
-{
-	char names[160];
-	fprintf(f, "| parameter | type | default | description |\n| --- | --- | --- | --- |\n");
-	for (size_t i = 0; i < n; i++) {
-		const struct param *p = &params[i];
-		fprintf(f, "| `%s` | ", p->name);
-		if (p->kind == PARAM_INT)
-			fprintf(f, "integer, %ld..%ld", p->min, p->max);
-		else if (p->kind == PARAM_INT_LIST)
-			fprintf(f, "integers, %ld..%ld, comma-separated", p->min, p->max);
-		else if (p->kind == PARAM_POOL_MODE || p->kind == PARAM_TSA) {
-			join_names(names, sizeof(names),
-			           p->kind == PARAM_TSA ? tsa_names : pool_mode_names);
-			fputs(names, f);
-		} else {
-			fputs("string", f);
-		}
-		fprintf(f, " | %s | %s |\n", p->def, p->doc);
-	}
-}
-
-void config_write_doc(FILE *f)
-{
-	fputs("# pgmoat configuration reference\n\n"
-	      "<!-- Generated from the tables in conf/settings.c by config_write_doc(); do not "
-	      "edit.\n"
-	      "     Regenerate with: tests/unit/test_config --write-doc > doc/config.md -->\n\n"
-	      "pgmoat reads one INI file (see `etc/pgmoat.ini`). A `pgbouncer.ini` works as is\n"
-	      "for the settings the two share: `[pgbouncer]` is read as `[pgmoat]`.\n\n"
-	      "## Syntax\n\n"
-	      "- Lines starting with `;` or `#` are comments.\n"
-	      "- `[section]` starts a section: `[pgmoat]` (or `[pgbouncer]`), `[databases]`,\n"
-	      "  `[users]`. Any other section is an error.\n"
-	      "- `key = value`; a value may be double-quoted (`\\\"` and `\\\\` inside stand for\n"
-	      "  `\"` and `\\`). Setting names are case-insensitive, database and user names\n"
-	      "  are not.\n"
-	      "- `%include path` reads another file in place; a relative path is relative\n"
-	      "  to the including file.\n"
-	      "- Booleans: `1`/`0`, `yes`/`no`, `on`/`off`, `true`/`false`.\n"
-	      "- Durations: seconds (`30`, `1.5`) or a number with a unit: `ms`, `s`, `min`, "
-	      "`h`.\n"
-	      "- Sizes: bytes or a whole number with a unit: `kB`, `MB`, `GB` (powers of "
-	      "1024).\n"
-	      "- Lists: comma-separated.\n"
-	      "- Relative paths are relative to the directory of the file that sets them.\n\n"
-	      "Every error is reported as `file:line: message`, all of them at once; a file with\n"
-	      "errors is not used (on reload, the running configuration stays). An unknown\n"
-	      "setting is a warning, with a suggestion when it looks like a typo.\n\n"
-	      "## [pgmoat]\n\n"
-	      "*reload*: SIGHUP or `RELOAD` applies a new value; *restart*: a new value is\n"
-	      "reported and takes effect at the next start.\n\n"
-	      "| setting | type | default | applies | description |\n"
-	      "| --- | --- | --- | --- | --- |\n",
-	      f);
-	for (size_t i = 0; i < N_SETTINGS; i++) {
-		const struct setting *s = &settings[i];
-		char type[300];
-		doc_type(type, sizeof(type), s);
-		fprintf(f, "| `%s` | %s | ", s->name, type);
-		if (s->def[0])
-			fprintf(f, "`%s`", s->def);
-		else
-			fputs("empty", f);
-		fprintf(f, " | %s | %s |\n", s->reloadable ? "reload" : "restart", s->doc);
-	}
-	fputs("\n## [databases]\n\n"
-	      "`name = host=... port=... dbname=...`: how to reach the database clients ask for\n"
-	      "by `name` (case-sensitive, at most 63 bytes). Parameters are written as in a libpq\n"
-	      "connection string: `key=value`, separated by spaces, values with spaces in single\n"
-	      "quotes (`'a b'`), `\\` escapes the next character. The entry named `*` serves\n"
-	      "every name that is not listed (its `dbname` defaults to that name). The name\n"
-	      "`pgmoat` is the admin console. Defined again: the last definition wins.\n\n",
-	      f);
-	doc_params(f, db_params, ARRAY_SIZE(db_params));
-	fputs("\n## [users]\n\n`name = pool_mode=... max_user_connections=...`: per-user "
-	      "overrides.\n\n",
-	      f);
-	doc_params(f, user_params, ARRAY_SIZE(user_params));
-	fputs("\n## pgbouncer settings pgmoat ignores\n\nThese are accepted with a warning:\n", f);
-	for (size_t i = 0; unsupported_settings[i]; i++)
-		fprintf(f, "%s`%s`", i == 0 ? "\n" : i % 6 ? ", " : ",\n", unsupported_settings[i]);
-	fputs(".\n", f);
-}
-
-/* --- the man page ----------------------------------------------------- */
-
-/* `s` as roff text: `code` in bold, '-' as \- (so that names and values
- * copy as typed), '\' as \e, and a '.' or '\'' that would start a line made
- * harmless. */
-static void man_text(FILE *f, const char *s, bool line_start)
-{
-	bool bold = false;
-	for (; *s; s++) {
-		if (line_start && (*s == '.' || *s == '\''))
-			fputs("\\&", f);
-		line_start = false;
-		switch (*s) {
-		case '`':
-			fputs(bold ? "\\fR" : "\\fB", f);
-			bold = !bold;
-			break;
-		case '-':
-			fputs("\\-", f);
-			break;
-		case '\\':
-			fputs("\\e", f);
-			break;
-		default:
-			fputc(*s, f);
-			break;
-		}
-	}
-	if (bold)
-		fputs("\\fR", f);
-}
-
-/* ".TP\n.B name\n<type>; default: <def>[; <applies>].\n.br\n<doc>\n": one
- * setting or parameter.  A `literal` default is a value as written in the
- * file (in bold); otherwise it is prose, `code` marked.  `applies` may be
- * NULL. */
-static void man_item(FILE *f, const char *name, const char *type, const char *def, bool literal,
-                     const char *applies, const char *doc)
-{
-	fputs(".TP\n.B ", f);
-	man_text(f, name, false);
-	fputc('\n', f);
-	man_text(f, type, true);
-	fputs("; default: ", f);
-	if (!def[0]) {
-		fputs("empty", f);
-	} else if (literal) {
-		fputs("\\fB", f);
-		man_text(f, def, false);
-		fputs("\\fR", f);
-	} else {
-		man_text(f, def, false);
-	}
-	if (applies)
-		fprintf(f, "; %s", applies);
-	fputs(".\n.br\n", f);
-	man_text(f, doc, true);
-	fputc('\n', f);
-}
-
-static void man_params(FILE *f, const struct param *params, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		const struct param *p = &params[i];
-		char what[200];
-		if (p->kind == PARAM_INT)
-			snprintf(what, sizeof(what), "integer, %ld..%ld", p->min, p->max);
-		else if (p->kind == PARAM_INT_LIST)
-			snprintf(what, sizeof(what), "integers, %ld..%ld, comma-separated", p->min,
-			         p->max);
-		else if (p->kind == PARAM_POOL_MODE || p->kind == PARAM_TSA)
-			join_names(what, sizeof(what),
-			           p->kind == PARAM_TSA ? tsa_names : pool_mode_names);
-		else
-			snprintf(what, sizeof(what), "string");
-		man_item(f, p->name, what, p->def, false, NULL, p->doc);
-	}
-}
-
-void config_write_man(FILE *f)
-{
-	fputs(".\\\" Generated from the tables in conf/settings.c by config_write_man(); do not\n"
-	      ".\\\" edit.  Regenerate with: tests/unit/test_config --write-man > "
-	      "doc/pgmoat.ini.5\n"
-	      ".TH PGMOAT.INI 5 \"\" \"pgmoat\" \"File Formats\"\n"
-	      ".nh\n"
-	      ".ad l\n"
-	      ".SH NAME\n"
-	      "pgmoat.ini \\- configuration file of pgmoat\n"
-	      ".SH SYNOPSIS\n"
-	      ".nf\n"
-	      "[databases]\n"
-	      "app = host=127.0.0.1 port=5432 dbname=app\n"
-	      "app_ro = host=10.0.0.1,10.0.0.2 target_session_attrs=prefer\\-standby\n"
-	      "* = host=127.0.0.1\n"
-	      "\n"
-	      "[users]\n"
-	      "batch = pool_mode=session max_user_connections=10\n"
-	      "\n"
-	      "[pgmoat]\n"
-	      "listen_addr = 127.0.0.1\n"
-	      "listen_port = 6432\n"
-	      "auth_type = scram\\-sha\\-256\n"
-	      "auth_file = userlist.txt\n"
-	      ".fi\n"
-	      ".SH DESCRIPTION\n"
-	      ".BR pgmoat (1)\n"
-	      "reads one INI file, named on its command line.\n"
-	      "It has three sections:\n"
-	      ".B [pgmoat]\n"
-	      "holds the pooler's settings,\n"
-	      ".B [databases]\n"
-	      "says how to reach the databases clients ask for, and\n"
-	      ".B [users]\n"
-	      "overrides pool settings per user.\n"
-	      "A\n"
-	      ".I pgbouncer.ini\n"
-	      "works as is for the settings the two share:\n"
-	      ".B [pgbouncer]\n"
-	      "is read as\n"
-	      ".BR [pgmoat] .\n"
-	      ".PP\n"
-	      "This page is generated from the tables pgmoat itself uses to read the file,\n"
-	      "as is\n"
-	      ".I doc/config.md\n"
-	      "in the source distribution, so neither can disagree with the program.\n"
-	      "An annotated example that lists every setting with its default is installed\n"
-	      "as\n"
-	      ".IR pgmoat.ini.example .\n"
-	      ".SH SYNTAX\n"
-	      ".IP \\(bu 2\n"
-	      "Lines starting with\n"
-	      ".B ;\n"
-	      "or\n"
-	      ".B #\n"
-	      "are comments.\n"
-	      ".IP \\(bu 2\n"
-	      ".BI [ section ]\n"
-	      "starts a section:\n"
-	      ".B [pgmoat]\n"
-	      "(or\n"
-	      ".BR [pgbouncer] ),\n"
-	      ".BR [databases] ,\n"
-	      ".BR [users] .\n"
-	      "Any other section is an error.\n"
-	      ".IP \\(bu 2\n"
-	      ".IB key \" = \" value\n"
-	      "sets a value; a value may be double-quoted\n"
-	      "(\\fB\\e\"\\fR and \\fB\\e\\e\\fR inside stand for \\fB\"\\fR and \\fB\\e\\fR).\n"
-	      "Setting names are case-insensitive, database and user names are not.\n"
-	      ".IP \\(bu 2\n"
-	      ".BI %include \" path\"\n"
-	      "reads another file in place; a relative path is relative to the\n"
-	      "including file.\n"
-	      ".IP \\(bu 2\n"
-	      "Booleans: 1/0, yes/no, on/off, true/false.\n"
-	      ".IP \\(bu 2\n"
-	      "Durations: seconds (30, 1.5) or a number with a unit: ms, s, min, h.\n"
-	      ".IP \\(bu 2\n"
-	      "Sizes: bytes or a whole number with a unit: kB, MB, GB (powers of 1024).\n"
-	      ".IP \\(bu 2\n"
-	      "Lists: comma-separated.\n"
-	      ".IP \\(bu 2\n"
-	      "Relative paths are relative to the directory of the file that sets them.\n"
-	      ".SH ERRORS\n"
-	      "Every problem is reported as\n"
-	      ".IR file : line : \" message\" ,\n"
-	      "all of them at once.\n"
-	      "A file with errors is not used: at start-up pgmoat exits, on reload the\n"
-	      "running configuration stays.\n"
-	      "An unknown setting is only a warning (with a suggestion when it looks like a\n"
-	      "typo); pgbouncer settings pgmoat does not implement are ignored with a\n"
-	      "warning (see\n"
-	      ".BR \"PGBOUNCER SETTINGS\" ).\n"
-	      ".PP\n"
-	      ".B pgmoat \\-\\-check\n"
-	      ".I file\n"
-	      "checks a file, its\n"
-	      ".BR auth_file ,\n"
-	      "certificates and hba rules without starting.\n"
-	      ".SH \"[pgmoat] SETTINGS\"\n"
-	      "Each setting is given with its type, its default, and when a new value\n"
-	      "applies:\n"
-	      ".I reload\n"
-	      "\\(em a reload (SIGHUP, or\n"
-	      ".B systemctl reload pgmoat\n"
-	      "under systemd) applies it;\n"
-	      ".I restart\n"
-	      "\\(em a reload reports the new value in the log and it takes effect at the\n"
-	      "next start.\n",
-	      f);
-	for (size_t i = 0; i < N_SETTINGS; i++) {
-		const struct setting *s = &settings[i];
-		char type[300];
-		doc_type(type, sizeof(type), s);
-		man_item(f, s->name, type, s->def, true, s->reloadable ? "reload" : "restart",
-		         s->doc);
-		if (s->alias) {
-			fputs(".br\npgbouncer calls it\n.BR ", f);
-			man_text(f, s->alias, false);
-			fputs(" .\n", f);
-		}
-	}
-	fputs(".SH \"[databases] PARAMETERS\"\n"
-	      ".IB name \" = \" \"key\" = \"value ...\"\n"
-	      "says how to reach the database clients ask for by\n"
-	      ".I name\n"
-	      "(case-sensitive, at most 63 bytes).\n"
-	      "Parameters are written as in a libpq connection string:\n"
-	      ".IB key = value\n"
-	      "pairs separated by spaces, values with spaces in single quotes, \\fB\\e\\fR\n"
-	      "escaping the next character.\n"
-	      "The entry named\n"
-	      ".B *\n"
-	      "serves every name that is not listed (its\n"
-	      ".B dbname\n"
-	      "defaults to that name).\n"
-	      "The name\n"
-	      ".B pgmoat\n"
-	      "is the admin console.\n"
-	      "Defined again, the last definition wins.\n"
-	      "A comma-separated\n"
-	      ".B host\n"
-	      "names the primary and its replicas; pgmoat finds out which is which.\n",
-	      f);
-	man_params(f, db_params, ARRAY_SIZE(db_params));
-	fputs(".SH \"[users] PARAMETERS\"\n"
-	      ".IB name \" = \" \"key\" = \"value ...\"\n"
-	      "overrides pool settings for the user\n"
-	      ".IR name .\n",
-	      f);
-	man_params(f, user_params, ARRAY_SIZE(user_params));
-	fputs(".SH \"PGBOUNCER SETTINGS\"\n"
-	      "These pgbouncer settings are accepted in the file and ignored, with a\n"
-	      "warning:\n",
-	      f);
-	for (size_t i = 0; unsupported_settings[i]; i++) {
-		fputs(i == 0 ? "" : i % 4 ? ", " : ",\n", f);
-		fputs("\\fB", f);
-		man_text(f, unsupported_settings[i], false);
-		fputs("\\fR", f);
-	}
-	fputs(".\n"
-	      ".SH FILES\n"
-	      ".TP\n"
-	      ".I /etc/pgmoat/pgmoat.ini\n"
-	      "The usual place of the configuration\n"
-	      "(\\fIPREFIX\\fR\\fB/etc/pgmoat/pgmoat.ini\\fR for a build installed under\n"
-	      "another prefix, such as\n"
-	      ".IR /usr/local ).\n"
-	      ".TP\n"
-	      ".I /etc/pgmoat/pgmoat.ini.example\n"
-	      "The annotated example, installed by\n"
-	      ".BR \"make install\" ;\n"
-	      "copy it to\n"
-	      ".I pgmoat.ini\n"
-	      "and edit.\n"
-	      ".TP\n"
-	      ".I /etc/pgmoat/userlist.txt\n"
-	      "The usual\n"
-	      ".BR auth_file :\n"
-	      "one line per user,\n"
-	      ".B \"\\(dqname\\(dq \\(dqpassword or secret\\(dq\"\n"
-	      "(an example is installed as\n"
-	      ".IR userlist.txt.example ).\n"
-	      ".SH SEE ALSO\n"
-	      ".BR pgmoat (1),\n"
-	      ".BR systemd.service (5),\n"
-	      ".BR logrotate (8)\n",
-	      f);
 }

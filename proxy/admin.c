@@ -17,24 +17,19 @@
 #include "common/util.h"
 #include "conf/config.h"
 #include "pool/pool.h"
-#include "pool/router.h"
+#include "proxy/admin_int.h"
 #include "proxy/client.h"
-#include "proxy/health.h"
 #include "proxy/proto.h"
-#include "proxy/route.h"
 #include "proxy/server.h"
-#include "proxy/stats.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
-
-static bool is_disabled(struct runtime *rt, const char *db);
 
 /* The longest command the console reads. */
 #define ADMIN_QUERY_MAX 65536
 
 bool admin_db_disabled(struct worker *w, const char *db)
 {
-	return is_disabled(w->rt, db);
+	return admin_is_disabled(w->rt, db);
 }
 
 bool admin_allowed(const struct worker *w, const char *user)
@@ -51,13 +46,7 @@ static bool is_admin(const struct client *c)
 
 /* --- result sets --- */
 
-struct table {
-	struct pkt *out;
-	int cols;
-	long rows;
-};
-
-static void table_begin(struct table *t, struct pkt *out, const char *const *names, int n)
+void admin_table_begin(struct table *t, struct pkt *out, const char *const *names, int n)
 {
 	t->out = out;
 	t->cols = n;
@@ -77,7 +66,7 @@ static void table_begin(struct table *t, struct pkt *out, const char *const *nam
 }
 
 /* One row: `n` values, NULL for SQL NULL. */
-static void row_put(struct pkt *out, const char *const *v, int n)
+void admin_row_put(struct pkt *out, const char *const *v, int n)
 {
 	pkt_begin(out, 'D');
 	pkt_put_u16(out, (uint16_t)n);
@@ -93,32 +82,25 @@ static void row_put(struct pkt *out, const char *const *v, int n)
 	pkt_end(out);
 }
 
-static void table_row(struct table *t, const char *const *v)
+void admin_table_row(struct table *t, const char *const *v)
 {
-	row_put(t->out, v, t->cols);
+	admin_row_put(t->out, v, t->cols);
 	t->rows++;
 }
 
-static void command_complete(struct pkt *out, const char *tag)
+void admin_command_complete(struct pkt *out, const char *tag)
 {
 	pkt_begin(out, 'C');
 	pkt_put_str(out, tag);
 	pkt_end(out);
 }
 
-static void table_end(struct table *t)
+void admin_table_end(struct table *t)
 {
-	command_complete(t->out, "SHOW");
+	admin_command_complete(t->out, "SHOW");
 }
 
-/* Formatting into a ring of small buffers, for row values. */
-struct cells {
-	char buf[32][128];
-	int next;
-};
-
-static const char *fmt(struct cells *cs, const char *f, ...) __attribute__((format(printf, 2, 3)));
-static const char *fmt(struct cells *cs, const char *f, ...)
+const char *admin_fmt(struct cells *cs, const char *f, ...)
 {
 	char *b = cs->buf[cs->next++ % 32];
 	va_list ap;
@@ -128,405 +110,13 @@ static const char *fmt(struct cells *cs, const char *f, ...)
 	return b;
 }
 
-static int pools_do(const char *db, int op);
-
 /* DISABLEd databases (admin console), guarded by rt->override_lock. */
-static bool is_disabled(struct runtime *rt, const char *db)
+bool admin_is_disabled(struct runtime *rt, const char *db)
 {
 	pthread_mutex_lock(&rt->override_lock);
 	bool d = strlist_contains(&rt->disabled, db);
 	pthread_mutex_unlock(&rt->override_lock);
 	return d;
-}
-
-/* --- SHOW commands answered on this worker --- */
-
-static void show_help(struct pkt *out)
-{
-	static const char *const cmds[] = {
-	        "SHOW HELP|VERSION|CONFIG|DATABASES|USERS|POOLS|CLIENTS|SERVERS|HOSTS|LISTS|STATE",
-	        "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|MEM",
-	        "SET key = value",
-	        "RELOAD",
-	        "PAUSE [db]",
-	        "RESUME [db]",
-	        "DISABLE db",
-	        "ENABLE db",
-	        "KILL db",
-	        "KILL_CLIENT id",
-	        "RECONNECT [db]",
-	        "WAIT_CLOSE [db]",
-	        "SHUTDOWN [WAIT_FOR_CLIENTS | WAIT_FOR_SERVERS]"};
-	const char *names[] = {"command"};
-	struct table t;
-	table_begin(&t, out, names, 1);
-	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
-		table_row(&t, &cmds[i]);
-	table_end(&t);
-}
-
-static void show_version(struct pkt *out)
-{
-	const char *names[] = {"version"};
-	const char *v[] = {"pgmoat " PACKAGE_VERSION};
-	struct table t;
-	table_begin(&t, out, names, 1);
-	table_row(&t, v);
-	table_end(&t);
-}
-
-static void show_config(struct client *c, struct pkt *out)
-{
-	const struct config *cfg = c->w->snap->cfg;
-	struct config *defaults = config_defaults();
-	const char *names[] = {"key", "value", "default", "changeable"};
-	struct table t;
-	table_begin(&t, out, names, 4);
-	size_t n;
-	const struct setting *s = config_settings(&n);
-	for (size_t i = 0; i < n; i++) {
-		char value[1024], def[1024];
-		config_format(cfg, &s[i], value, sizeof(value));
-		config_format(defaults, &s[i], def, sizeof(def));
-		const char *v[] = {s[i].name, value, def, s[i].reloadable ? "yes" : "no"};
-		table_row(&t, v);
-	}
-	table_end(&t);
-	config_unref(defaults);
-}
-
-struct pool_count {
-	const char *name;
-	int servers;
-};
-
-static void count_servers(struct pool *p, void *arg)
-{
-	struct pool_count *pc = arg;
-	if (strcmp(p->name, pc->name) != 0)
-		return;
-	pthread_mutex_lock(&p->lock);
-	pc->servers += p->n_servers;
-	pthread_mutex_unlock(&p->lock);
-}
-
-static void show_databases(struct client *c, struct pkt *out)
-{
-	const struct config *cfg = c->w->snap->cfg;
-	const char *names[] = {"name",
-	                       "host",
-	                       "port",
-	                       "database",
-	                       "force_user",
-	                       "pool_size",
-	                       "min_pool_size",
-	                       "reserve_pool",
-	                       "pool_mode",
-	                       "max_connections",
-	                       "current_connections",
-	                       "paused",
-	                       "disabled",
-	                       "target_session_attrs"};
-	struct table t;
-	table_begin(&t, out, names, 14);
-	for (size_t i = 0; i < cfg->n_dbs; i++) {
-		const struct db_entry *db = &cfg->dbs[i];
-		struct cells cs = {.next = 0};
-		struct pool_count pc = {db->name, 0};
-		pool_registry_foreach(count_servers, &pc);
-		const char *v[] = {
-		        db->name,
-		        db->host,
-		        db->ports ? db->ports : "5432",
-		        db->dbname ? db->dbname : db->name,
-		        db->user,
-		        fmt(&cs, "%d", db_pool_size(cfg, db)),
-		        fmt(&cs, "%d", db_min_pool_size(cfg, db)),
-		        fmt(&cs, "%d", db_reserve_pool(cfg, db)),
-		        pool_mode_name(db_pool_mode(cfg, db, NULL)),
-		        fmt(&cs, "%d", db_max_connections(cfg, db)),
-		        fmt(&cs, "%d", pc.servers),
-		        pools_do(db->name, 5) > 0 ? "1" : "0",
-		        is_disabled(c->w->rt, db->name) ? "1" : "0",
-		        tsa_name((enum tsa)db->tsa),
-		};
-		table_row(&t, v);
-	}
-	table_end(&t);
-}
-
-static void show_users(struct client *c, struct pkt *out)
-{
-	const struct config *cfg = c->w->snap->cfg;
-	const char *names[] = {"name", "pool_mode"};
-	struct table t;
-	table_begin(&t, out, names, 2);
-	for (size_t i = 0; i < cfg->n_users; i++) {
-		const struct user_entry *u = &cfg->users[i];
-		const char *v[] = {u->name,
-		                   u->pool_mode >= 0 ? pool_mode_name(u->pool_mode) : NULL};
-		table_row(&t, v);
-	}
-	table_end(&t);
-}
-
-struct pools_arg {
-	struct table *t;
-	uint64_t now;
-	int n_workers;
-};
-
-static void pool_row(struct pool *p, void *arg)
-{
-	struct pools_arg *a = arg;
-	struct cells cs = {.next = 0};
-	pthread_mutex_lock(&p->lock);
-	int idle = 0;
-	uint64_t oldest = 0;
-	for (int i = 0; i < a->n_workers; i++) {
-		idle += p->local[i].n_idle;
-		struct list *n = list_first(&p->local[i].waiting);
-		if (n) {
-			struct pool_waiter *wt = container_of(n, struct pool_waiter, node);
-			if (!oldest || wt->since_usec < oldest)
-				oldest = wt->since_usec;
-		}
-	}
-	int active = p->n_servers - p->n_connecting - idle;
-	uint64_t wait = oldest ? usec_since(a->now, oldest) : 0;
-	const char *v[] = {
-	        p->name,
-	        p->user,
-	        fmt(&cs, "%d", atomic_load(&p->group->n_clients) > 0 ? active : 0),
-	        fmt(&cs, "%d", p->n_waiting),
-	        "0",
-	        "0",
-	        fmt(&cs, "%d", active < 0 ? 0 : active),
-	        "0",
-	        "0",
-	        fmt(&cs, "%d", idle),
-	        "0",
-	        "0",
-	        fmt(&cs, "%d", p->n_connecting),
-	        fmt(&cs, "%" PRIu64, wait / 1000000),
-	        fmt(&cs, "%" PRIu64, wait % 1000000),
-	        pool_mode_name(p->mode),
-	        fmt(&cs, "%s:%d", p->target.host ? p->target.host : "unix", p->target.port),
-	        fmt(&cs, "%d", atomic_load(&p->group->n_clients)),
-	};
-	pthread_mutex_unlock(&p->lock);
-	table_row(a->t, v);
-}
-
-static void show_pools(struct client *c, struct pkt *out)
-{
-	const char *names[] = {"database",
-	                       "user",
-	                       "cl_active",
-	                       "cl_waiting",
-	                       "cl_active_cancel_req",
-	                       "cl_waiting_cancel_req",
-	                       "sv_active",
-	                       "sv_active_cancel",
-	                       "sv_being_canceled",
-	                       "sv_idle",
-	                       "sv_used",
-	                       "sv_tested",
-	                       "sv_login",
-	                       "maxwait",
-	                       "maxwait_us",
-	                       "pool_mode",
-	                       "host",
-	                       "cl_logged_in"};
-	struct table t;
-	table_begin(&t, out, names, 18);
-	struct pools_arg a = {&t, now_usec(), c->w->rt->n_workers};
-	pool_registry_foreach(pool_row, &a);
-	table_end(&t);
-}
-
-static void show_hosts(struct client *c, struct pkt *out)
-{
-	struct worker *w = c->w;
-	const struct config *cfg = w->snap->cfg;
-	route_refresh(w);
-	const struct health_view *view = w->health;
-	const char *names[] = {"database",    "host",       "port",       "role",
-	                       "state",       "last_probe", "replay_lsn", "lag_bytes",
-	                       "lag_seconds", "in_flight",  "share"};
-	struct table t;
-	table_begin(&t, out, names, 11);
-	uint64_t now = now_usec();
-	struct route_limits lim = {.max_lag_seconds = cfg->max_replica_lag,
-	                           .max_lag_bytes = (uint64_t)cfg->max_replica_lag_bytes};
-	for (size_t i = 0; i < cfg->n_dbs; i++) {
-		const struct db_entry *db = &cfg->dbs[i];
-		if (db->n_hosts < 2)
-			continue;
-		struct route_cand cand[DB_MAX_HOSTS];
-		uint32_t ew[DB_MAX_HOSTS], total = 0;
-		for (int h = 0; h < db->n_hosts; h++) {
-			const struct host_health *hh = view
-			        ? health_find(view,
-			                      health_key(db->hosts[h].host, db->hosts[h].port))
-			        : NULL;
-			cand[h] = (struct route_cand){.known = hh && hh->known,
-			                              .up = hh && hh->up,
-			                              .primary = hh && hh->primary,
-			                              .lsn = hh ? hh->lsn : 0,
-			                              .lag_bytes = hh ? hh->lag_bytes : 0,
-			                              .lag_seconds = hh ? hh->lag_seconds : 0,
-			                              .weight = db->hosts[h].weight};
-			ew[h] = router_replica_eligible(&cand[h], &lim)
-			        ? router_effective_weight(&cand[h], &lim)
-			        : 0;
-			total += ew[h];
-		}
-		for (int h = 0; h < db->n_hosts; h++) {
-			struct cells cs = {.next = 0};
-			const struct route_cand *k = &cand[h];
-			const struct host_health *hh = view
-			        ? health_find(view,
-			                      health_key(db->hosts[h].host, db->hosts[h].port))
-			        : NULL;
-			const char *v[] = {
-			        db->name,
-			        db->hosts[h].host ? db->hosts[h].host : "unix",
-			        fmt(&cs, "%d", db->hosts[h].port),
-			        !k->known            ? "unknown"
-			                : k->primary ? "primary"
-			                             : "replica",
-			        k->up ? "up" : "down",
-			        hh && hh->probed_usec
-			                ? fmt(&cs, "%.3f",
-			                      (double)usec_since(now, hh->probed_usec) / 1e6)
-			                : NULL,
-			        k->known ? fmt(&cs, "%X/%X", (unsigned)(k->lsn >> 32),
-			                       (unsigned)k->lsn)
-			                 : NULL,
-			        fmt(&cs, "%" PRIu64, k->lag_bytes),
-			        fmt(&cs, "%.3f", k->lag_seconds),
-			        "0",
-			        total ? fmt(&cs, "%.3f", (double)ew[h] / total) : "0",
-			};
-			table_row(&t, v);
-		}
-	}
-	table_end(&t);
-}
-
-static void show_lists(struct client *c, struct pkt *out)
-{
-	const struct config *cfg = c->w->snap->cfg;
-	struct cells cs = {.next = 0};
-	const char *names[] = {"list", "items"};
-	struct table t;
-	table_begin(&t, out, names, 2);
-	const char *rows[][2] = {
-	        {"databases", fmt(&cs, "%zu", cfg->n_dbs)},
-	        {"users", fmt(&cs, "%zu", cfg->n_users)},
-	        {"used_clients", fmt(&cs, "%d", atomic_load(&c->w->rt->n_clients))},
-	        {"workers", fmt(&cs, "%d", c->w->rt->n_workers)},
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
-		table_row(&t, rows[i]);
-	table_end(&t);
-}
-
-static void show_state(struct client *c, struct pkt *out)
-{
-	const char *names[] = {"key", "value"};
-	struct table t;
-	table_begin(&t, out, names, 2);
-	bool stopping = atomic_load(&c->w->rt->shutdown) != SHUTDOWN_NONE;
-	const char *rows[][2] = {
-	        {"active", stopping ? "no" : "yes"},
-	        {"paused", pools_do(NULL, 5) > 0 ? "yes" : "no"},
-	        {"suspended", "no"},
-	        {"shutting_down", stopping ? "yes" : "no"},
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
-		table_row(&t, rows[i]);
-	table_end(&t);
-}
-
-/* SHOW STATS (0), STATS_TOTALS (1), STATS_AVERAGES (2), with PgBouncer's
- * columns; times in microseconds. */
-static void show_stats(struct client *c, struct pkt *out, int which)
-{
-	static const char *const all[] = {
-	        "database",       "total_xact_count", "total_query_count", "total_received",
-	        "total_sent",     "total_xact_time",  "total_query_time",  "total_wait_time",
-	        "avg_xact_count", "avg_query_count",  "avg_recv",          "avg_sent",
-	        "avg_xact_time",  "avg_query_time",   "avg_wait_time"};
-	static const char *const part[] = {"database",       "xact_count", "query_count",
-	                                   "bytes_received", "bytes_sent", "xact_time",
-	                                   "query_time",     "wait_time"};
-	size_t n, na;
-	struct db_totals *tot = stats_totals(&n);
-	struct db_averages *avg = stats_averages(c->w->rt->stats, &na);
-	struct table t;
-	table_begin(&t, out, which == 0 ? all : part, which == 0 ? 15 : 8);
-	for (size_t i = 0; i < n; i++) {
-		struct cells cs = {.next = 0};
-		const struct db_totals *d = &tot[i];
-		struct db_averages a = {.xacts = 0};
-		for (size_t j = 0; j < na; j++)
-			if (strcmp(avg[j].name, d->name) == 0)
-				a = avg[j];
-		const char *totals[] = {
-		        fmt(&cs, "%" PRIu64, d->xacts),   fmt(&cs, "%" PRIu64, d->queries),
-		        fmt(&cs, "%" PRIu64, d->recv),    fmt(&cs, "%" PRIu64, d->sent),
-		        fmt(&cs, "%" PRIu64, d->xact_us), fmt(&cs, "%" PRIu64, d->query_us),
-		        fmt(&cs, "%" PRIu64, d->wait_us)};
-		const char *avgs[] = {fmt(&cs, "%.0f", a.xacts),   fmt(&cs, "%.0f", a.queries),
-		                      fmt(&cs, "%.0f", a.recv),    fmt(&cs, "%.0f", a.sent),
-		                      fmt(&cs, "%.0f", a.xact_us), fmt(&cs, "%.0f", a.query_us),
-		                      fmt(&cs, "%.0f", a.wait_us)};
-		const char *v[15] = {d->name};
-		for (int k = 0; k < 7; k++) {
-			if (which == 0) {
-				v[1 + k] = totals[k];
-				v[8 + k] = avgs[k];
-			} else {
-				v[1 + k] = which == 1 ? totals[k] : avgs[k];
-			}
-		}
-		table_row(&t, v);
-	}
-	table_end(&t);
-	free(tot);
-	free(avg);
-}
-
-static void show_mem(struct client *c, struct pkt *out)
-{
-	const struct config *cfg = c->w->snap->cfg;
-	long pages = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-			pages = resident = 0;
-		fclose(f);
-	}
-	long page = sysconf(_SC_PAGESIZE);
-	struct cells cs = {.next = 0};
-	const char *names[] = {"name", "size", "used", "free", "memtotal"};
-	struct table t;
-	table_begin(&t, out, names, 5);
-	const char *rows[][5] = {
-	        {"process", fmt(&cs, "%ld", page), fmt(&cs, "%ld", resident), "0",
-	         fmt(&cs, "%ld", resident * page)},
-	        {"relay_buffer", fmt(&cs, "%d", cfg->pkt_buf), NULL, NULL, NULL},
-	        {"client", fmt(&cs, "%zu", sizeof(struct client)),
-	         fmt(&cs, "%d", atomic_load(&c->w->rt->n_clients)), NULL,
-	         fmt(&cs, "%zu",
-	             sizeof(struct client) * (size_t)atomic_load(&c->w->rt->n_clients))},
-	        {"server", fmt(&cs, "%zu", sizeof(struct server)), NULL, NULL, NULL},
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
-		table_row(&t, rows[i]);
-	table_end(&t);
 }
 
 /* --- SHOW CLIENTS / SERVERS: rows from every worker --- */
@@ -599,21 +189,21 @@ static void client_rows(struct worker *w, struct pkt *out)
 			        c->dbname,
 			        client_state_name((enum client_state)st),
 			        addr,
-			        fmt(&cs, "%d", port),
+			        admin_fmt(&cs, "%d", port),
 			        NULL,
 			        NULL,
 			        since,
 			        req,
-			        fmt(&cs, "%" PRIu64, wait / 1000000),
-			        fmt(&cs, "%" PRIu64, wait % 1000000),
+			        admin_fmt(&cs, "%" PRIu64, wait / 1000000),
+			        admin_fmt(&cs, "%" PRIu64, wait % 1000000),
 			        "0",
-			        fmt(&cs, "C-%" PRIu64, c->id),
-			        c->server ? fmt(&cs, "S-%" PRIu64, c->server->id) : NULL,
+			        admin_fmt(&cs, "C-%" PRIu64, c->id),
+			        c->server ? admin_fmt(&cs, "S-%" PRIu64, c->server->id) : NULL,
 			        "0",
 			        c->conn.ssl ? tls_version(&c->conn) : NULL,
 			        app ? app : "",
 			};
-			row_put(out, v, CONN_COLUMNS);
+			admin_row_put(out, v, CONN_COLUMNS);
 		}
 	}
 }
@@ -637,7 +227,7 @@ static void server_rows(struct worker *w, struct pkt *out)
 			        s->target.dbname,
 			        server_state_name((enum server_state)st),
 			        host,
-			        fmt(&cs, "%d", s->target.port),
+			        admin_fmt(&cs, "%d", s->target.port),
 			        NULL,
 			        NULL,
 			        since,
@@ -645,13 +235,13 @@ static void server_rows(struct worker *w, struct pkt *out)
 			        "0",
 			        "0",
 			        s->close_on_release ? "1" : "0",
-			        fmt(&cs, "S-%" PRIu64, s->id),
-			        s->client ? fmt(&cs, "C-%" PRIu64, s->client->id) : NULL,
-			        fmt(&cs, "%u", s->backend_pid),
+			        admin_fmt(&cs, "S-%" PRIu64, s->id),
+			        s->client ? admin_fmt(&cs, "C-%" PRIu64, s->client->id) : NULL,
+			        admin_fmt(&cs, "%u", s->backend_pid),
 			        s->conn.ssl ? tls_version(&s->conn) : NULL,
 			        "",
 			};
-			row_put(out, v, CONN_COLUMNS);
+			admin_row_put(out, v, CONN_COLUMNS);
 		}
 	}
 }
@@ -707,17 +297,17 @@ static void job_finish(struct worker *w, struct admin_job *job)
 			proto_error(&c->conn.out, "ERROR", "42704", "no such client: C-%" PRIu64,
 			            job->target);
 		else
-			command_complete(&c->conn.out, "KILL");
+			admin_command_complete(&c->conn.out, "KILL");
 		proto_ready(&c->conn.out, 'I');
 		c->admin_busy = false;
 		if (client_flush(c))
 			admin_step(c);
 	} else if (c && c->admin_busy) {
 		struct table t;
-		table_begin(&t, &c->conn.out, conn_columns, CONN_COLUMNS);
+		admin_table_begin(&t, &c->conn.out, conn_columns, CONN_COLUMNS);
 		for (int i = 0; i < job->n; i++)
 			pkt_put_bytes(&c->conn.out, job->rows[i].data, job->rows[i].len);
-		table_end(&t);
+		admin_table_end(&t);
 		proto_ready(&c->conn.out, 'I');
 		c->admin_busy = false;
 		if (client_flush(c))
@@ -840,7 +430,7 @@ static void cmd_set(struct client *c, const char *args)
 	}
 	runtime_set_override(c->w->rt, s->name, value);
 	log_client(c, LL_INFO, "admin console: SET %s = %s", s->name, value);
-	command_complete(&c->conn.out, "SET");
+	admin_command_complete(&c->conn.out, "SET");
 }
 
 /* --- PAUSE, RESUME, DISABLE, ENABLE, RECONNECT, WAIT_CLOSE --- */
@@ -882,7 +472,7 @@ static void pool_op_cb(struct pool *p, void *arg)
 	}
 }
 
-static int pools_do(const char *db, int op)
+int admin_pools_do(const char *db, int op)
 {
 	struct pool_op o = {.db = db, .op = op};
 	pool_registry_foreach(pool_op_cb, &o);
@@ -925,9 +515,9 @@ void admin_sweep(struct worker *w)
 		if (!c->admin || !c->admin_busy || c->admin_wait == WAIT_NONE)
 			continue;
 		bool pause = c->admin_wait == WAIT_PAUSE;
-		if (pools_do(c->admin_arg, pause ? 3 : 4) > 0)
+		if (admin_pools_do(c->admin_arg, pause ? 3 : 4) > 0)
 			continue;
-		command_complete(&c->conn.out, pause ? "PAUSE" : "WAIT_CLOSE");
+		admin_command_complete(&c->conn.out, pause ? "PAUSE" : "WAIT_CLOSE");
 		proto_ready(&c->conn.out, 'I');
 		c->admin_wait = WAIT_NONE;
 		c->admin_busy = false;
@@ -985,31 +575,31 @@ static bool run(struct client *c, char *sql)
 	}
 	if (word_is(&q, "SHOW")) {
 		if (word_is(&q, "HELP") && !*q)
-			show_help(out);
+			admin_show_help(out);
 		else if (word_is(&q, "VERSION") && !*q)
-			show_version(out);
+			admin_show_version(out);
 		else if (word_is(&q, "CONFIG") && !*q)
-			show_config(c, out);
+			admin_show_config(c, out);
 		else if (word_is(&q, "DATABASES") && !*q)
-			show_databases(c, out);
+			admin_show_databases(c, out);
 		else if (word_is(&q, "USERS") && !*q)
-			show_users(c, out);
+			admin_show_users(c, out);
 		else if (word_is(&q, "POOLS") && !*q)
-			show_pools(c, out);
+			admin_show_pools(c, out);
 		else if (word_is(&q, "HOSTS") && !*q)
-			show_hosts(c, out);
+			admin_show_hosts(c, out);
 		else if (word_is(&q, "LISTS") && !*q)
-			show_lists(c, out);
+			admin_show_lists(c, out);
 		else if (word_is(&q, "STATE") && !*q)
-			show_state(c, out);
+			admin_show_state(c, out);
 		else if (word_is(&q, "STATS") && !*q)
-			show_stats(c, out, 0);
+			admin_show_stats(c, out, 0);
 		else if (word_is(&q, "STATS_TOTALS") && !*q)
-			show_stats(c, out, 1);
+			admin_show_stats(c, out, 1);
 		else if (word_is(&q, "STATS_AVERAGES") && !*q)
-			show_stats(c, out, 2);
+			admin_show_stats(c, out, 2);
 		else if (word_is(&q, "MEM") && !*q)
-			show_mem(c, out);
+			admin_show_mem(c, out);
 		else if (word_is(&q, "CLIENTS") && !*q) {
 			start_job(c, JOB_CLIENTS, NULL, 0);
 			return false;
@@ -1035,22 +625,22 @@ static bool run(struct client *c, char *sql)
 	} else if (word_is(&q, "RELOAD") && !*q) {
 		log_client(c, LL_INFO, "admin console: RELOAD");
 		kill(getpid(), SIGHUP);
-		command_complete(out, "RELOAD");
+		admin_command_complete(out, "RELOAD");
 	} else if (word_is(&q, "PAUSE")) {
 		char *db;
 		if (!db_arg(c, q, false, &db))
 			return true;
-		pools_do(db, 0);
+		admin_pools_do(db, 0);
 		log_client(c, LL_INFO, "admin console: PAUSE %s", db ? db : "(all)");
 		return wait_for(c, WAIT_PAUSE, db);
 	} else if (word_is(&q, "RESUME")) {
 		char *db;
 		if (!db_arg(c, q, false, &db))
 			return true;
-		pools_do(db, 1);
+		admin_pools_do(db, 1);
 		log_client(c, LL_INFO, "admin console: RESUME %s", db ? db : "(all)");
 		free(db);
-		command_complete(out, "RESUME");
+		admin_command_complete(out, "RESUME");
 	} else if (word_is(&q, "DISABLE") || word_is(&q, "ENABLE")) {
 		bool disable = toupper((unsigned char)p[0]) == 'D';
 		char *db;
@@ -1059,15 +649,15 @@ static bool run(struct client *c, char *sql)
 		set_disabled(c->w->rt, db, disable);
 		log_client(c, LL_INFO, "admin console: %s %s", disable ? "DISABLE" : "ENABLE", db);
 		free(db);
-		command_complete(out, disable ? "DISABLE" : "ENABLE");
+		admin_command_complete(out, disable ? "DISABLE" : "ENABLE");
 	} else if (word_is(&q, "RECONNECT")) {
 		char *db;
 		if (!db_arg(c, q, false, &db))
 			return true;
-		pools_do(db, 2);
+		admin_pools_do(db, 2);
 		log_client(c, LL_INFO, "admin console: RECONNECT %s", db ? db : "(all)");
 		free(db);
-		command_complete(out, "RECONNECT");
+		admin_command_complete(out, "RECONNECT");
 	} else if (word_is(&q, "WAIT_CLOSE")) {
 		char *db;
 		if (!db_arg(c, q, false, &db))
@@ -1095,16 +685,22 @@ static bool run(struct client *c, char *sql)
 		free(db);
 		return false;
 	} else if (word_is(&q, "SHUTDOWN")) {
-		bool wait = word_is(&q, "WAIT_FOR_CLIENTS") || word_is(&q, "WAIT_FOR_SERVERS");
+		enum shutdown_mode mode = SHUTDOWN_FAST;
+		if (word_is(&q, "WAIT_FOR_CLIENTS"))
+			mode = SHUTDOWN_WAIT_CLIENTS;
+		else if (word_is(&q, "WAIT_FOR_SERVERS"))
+			mode = SHUTDOWN_GRACEFUL;
 		if (*q) {
 			admin_error(c, "42601",
 			            "syntax: SHUTDOWN [WAIT_FOR_CLIENTS | WAIT_FOR_SERVERS]");
 			return true;
 		}
 		log_client(c, LL_INFO, "admin console: SHUTDOWN%s",
-		           wait ? " (waiting for clients)" : "");
-		command_complete(out, "SHUTDOWN");
-		kill(getpid(), wait ? SIGTERM : SIGINT);
+		           mode == SHUTDOWN_WAIT_CLIENTS       ? " WAIT_FOR_CLIENTS"
+		                   : mode == SHUTDOWN_GRACEFUL ? " WAIT_FOR_SERVERS"
+		                                               : "");
+		admin_command_complete(out, "SHUTDOWN");
+		runtime_request_shutdown(c->w->rt, mode);
 	} else {
 		admin_error(c, "42601", "unknown command: %s (SHOW HELP lists them)", p);
 	}

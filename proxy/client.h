@@ -99,6 +99,7 @@ struct client {
 	char *admin_arg; /* its database, or NULL for all */
 	bool routed; /* a host was chosen (session pooling keeps it) */
 	bool route_pending; /* waiting for the router (proxy/route.h) */
+	bool queued; /* had to wait in its pool's queue for this server */
 	bool auto_read; /* this transaction went to a replica by read_routing = auto */
 	bool on_primary; /* this transaction went to the primary of several hosts */
 	uint64_t ryw_lsn; /* read-your-writes: the primary's WAL after its last write */
@@ -136,6 +137,9 @@ void client_fatal(struct client *c, const char *sqlstate, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 void client_close(struct client *c, const char *why);
 void client_set_state(struct client *c, enum client_state state);
+/* Choose the host for what the client is about to run (each transaction;
+ * once per session in session pooling), then ask its pool for a server. */
+void client_route_acquire(struct client *c);
 /* Ask the pool for a server (again). */
 void client_acquire(struct client *c, bool allow_reserve);
 /* The pool gave the waiting client a server. */

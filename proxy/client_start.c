@@ -335,12 +335,14 @@ static bool check_tls_policy(struct client *c)
 	if (c->is_unix || t->client_mode < TLS_REQUIRE)
 		return true;
 	if (!c->conn.ssl) {
+		c->w->stats.refused[REFUSED_TLS]++;
 		client_fatal(c, "28000", "SSL required: this server accepts only TLS connections");
 		return false;
 	}
 	if (t->client_mode == TLS_VERIFY_FULL) {
 		char cn[256];
 		if (!tls_peer_cn(&c->conn, cn, sizeof(cn)) || strcmp(cn, c->user) != 0) {
+			c->w->stats.refused[REFUSED_TLS]++;
 			client_fatal(c, "28000",
 			             "certificate authentication failed for user \"%s\": the "
 			             "client certificate's common name does not match",
@@ -382,7 +384,8 @@ static void handle_startup(struct client *c, const uint8_t *body, uint32_t len)
 			client_fatal(c, "53300", "no more connections allowed (max_client_conn)");
 			break;
 		}
-		if (atomic_load(&c->w->rt->shutdown) != SHUTDOWN_NONE) {
+		/* Logins already under way finish under WAIT_FOR_CLIENTS. */
+		if (atomic_load(&c->w->rt->shutdown) >= SHUTDOWN_GRACEFUL) {
 			client_fatal(c, "57P01", "pgmoat is shutting down");
 			break;
 		}

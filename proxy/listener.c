@@ -17,14 +17,11 @@
 #include "proxy/client.h"
 #include "proxy/worker.h"
 
-static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* Accepts at most `max` connections queued on `io`'s socket. */
+static void accept_some(struct worker *w, ev_io *io, int max)
 {
-	struct worker *w = io->data;
 	bool is_unix = io == &w->unix_io;
-	(void)loop;
-	(void)revents;
-	/* Take a bounded batch, then let other events run. */
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < max; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
 		int fd =
@@ -45,7 +42,17 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-static int open_one(const struct addrinfo *ai, int backlog, bool first, char *name, size_t name_len)
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	(void)loop;
+	(void)revents;
+	/* Take a bounded batch, then let other events run. */
+	accept_some(io->data, io, 64);
+}
+
+/* `exclusive`: bind once without SO_REUSEPORT first (see the caller). */
+static int open_one(const struct addrinfo *ai, int backlog, bool exclusive, char *name,
+                    size_t name_len)
 {
 	char host[NI_MAXHOST], serv[NI_MAXSERV];
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), serv, sizeof(serv),
@@ -59,10 +66,7 @@ static int open_one(const struct addrinfo *ai, int backlog, bool first, char *na
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (ai->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (first) {
-		/* SO_REUSEPORT would let a second pgmoat share the port unnoticed:
-		 * the first worker's first bind is made without it, so a port in
-		 * use by anyone fails here. */
+	if (exclusive) {
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
 			goto fail;
 		close(fd);
@@ -114,7 +118,12 @@ bool listener_open_tcp(struct worker *w, const struct config *cfg)
 		}
 		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 			char name[128];
-			int fd = open_one(ai, cfg->listen_backlog, w->id == 0, name, sizeof(name));
+			/* SO_REUSEPORT would let a second pgmoat share the port
+			 * unnoticed: unless so_reuseport asks for just that, the
+			 * first worker binds once without it, so a port in use by
+			 * anyone fails here. */
+			bool exclusive = w->id == 0 && !cfg->so_reuseport;
+			int fd = open_one(ai, cfg->listen_backlog, exclusive, name, sizeof(name));
 			if (fd < 0) {
 				/* "*" on a host without IPv6 still listens on IPv4. */
 				if (any && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL))
@@ -188,6 +197,17 @@ void listener_stop(struct worker *w)
 		ev_io_stop(w->loop, &w->listen_io[i]);
 	if (w->rt->unix_fd >= 0)
 		ev_io_stop(w->loop, &w->unix_io);
+}
+
+/* A queue holds at most listen_backlog (<= 65535) + 1 connections. */
+#define DRAIN_MAX 65536
+
+void listener_drain(struct worker *w)
+{
+	for (int i = 0; i < w->n_listen; i++)
+		accept_some(w, &w->listen_io[i], DRAIN_MAX);
+	if (w->rt->unix_fd >= 0)
+		accept_some(w, &w->unix_io, DRAIN_MAX);
 }
 
 void listener_close(struct worker *w)

@@ -17,6 +17,9 @@ int listener_open_unix(const struct config *cfg, char *path, size_t path_len);
 /* Start / stop accepting on worker `w`. */
 void listener_start(struct worker *w);
 void listener_stop(struct worker *w);
+/* Accepts every connection already queued on `w`'s sockets (a graceful
+ * stop, before listener_close: else the kernel would reset them). */
+void listener_drain(struct worker *w);
 void listener_close(struct worker *w);
 
 #endif

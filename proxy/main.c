@@ -20,6 +20,7 @@
 #include "pool/pool.h"
 #include "proxy/health.h"
 #include "proxy/listener.h"
+#include "proxy/metrics.h"
 #include "proxy/notify.h"
 #include "proxy/process.h"
 #include "proxy/runtime.h"
@@ -46,6 +47,7 @@ static const char usage[] =
 struct control {
 	struct runtime rt;
 	struct health *health;
+	struct metrics *metrics;
 	const char *config_path;
 	int verbose_flags;
 	bool quiet;
@@ -162,6 +164,8 @@ static void reload(struct control *ctl)
 	health_configure(ctl->health, next->cfg, next->users);
 	if (rt->stats)
 		stats_reconfigure(rt->stats, next->cfg);
+	if (ctl->metrics)
+		metrics_configure(ctl->metrics, next->cfg);
 	workers_reload(rt);
 	snapshot_unref(old);
 	log_info("configuration reloaded");
@@ -189,16 +193,25 @@ static void begin_shutdown(struct control *ctl, enum shutdown_mode mode)
 	if (cur >= (int)mode)
 		return;
 	atomic_store(&rt->shutdown, (int)mode);
-	notify_stopping(mode == SHUTDOWN_GRACEFUL ? "stopping: waiting for running transactions"
-	                                          : "stopping: closing every connection");
+	notify_stopping(mode == SHUTDOWN_WAIT_CLIENTS ? "stopping: waiting for clients to leave"
+	                        : mode == SHUTDOWN_GRACEFUL
+	                        ? "stopping: waiting for running transactions"
+	                        : "stopping: closing every connection");
 	/* New clients find no socket; workers close their TCP listeners. */
 	if (rt->unix_path[0])
 		unlink(rt->unix_path);
-	if (mode == SHUTDOWN_GRACEFUL) {
+	if (mode != SHUTDOWN_FAST) {
 		double t = rt->snap->cfg->shutdown_timeout;
-		log_info("SIGTERM: no new connections; waiting for running transactions (up to %g "
-		         "s)",
-		         t);
+		if (mode == SHUTDOWN_WAIT_CLIENTS)
+			log_info("SHUTDOWN WAIT_FOR_CLIENTS: no new connections; serving the "
+			         "clients "
+			         "connected until they leave (up to %g s)",
+			         t);
+		else
+			log_info(
+			        "SIGTERM: no new connections; waiting for running transactions (up "
+			        "to %g s)",
+			        t);
 		if (t > 0) {
 			ev_timer_set(&ctl->shutdown_timer, t, 0);
 			ev_timer_start(rt->control_loop, &ctl->shutdown_timer);
@@ -207,6 +220,15 @@ static void begin_shutdown(struct control *ctl, enum shutdown_mode mode)
 		log_info("fast shutdown: closing every connection");
 	}
 	workers_shutdown(rt);
+}
+
+/* The admin console's SHUTDOWN. */
+static void shutdown_request_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+	struct control *ctl = a->data;
+	(void)loop;
+	(void)revents;
+	begin_shutdown(ctl, (enum shutdown_mode)atomic_load(&ctl->rt.shutdown_request));
 }
 
 /* The admin console's SET: reload with it on top of the file. */
@@ -350,6 +372,9 @@ int main(int argc, char **argv)
 	rt->control_loop = ev_default_loop(EVFLAG_AUTO);
 	ev_async_init(&rt->control_wake, worker_done_cb);
 	ev_async_start(rt->control_loop, &rt->control_wake);
+	ev_async_init(&rt->shutdown_wake, shutdown_request_cb);
+	rt->shutdown_wake.data = &ctl;
+	ev_async_start(rt->control_loop, &rt->shutdown_wake);
 	ev_async_init(&rt->override_wake, override_cb);
 	rt->override_wake.data = &ctl;
 	ev_async_start(rt->control_loop, &rt->override_wake);
@@ -394,8 +419,11 @@ int main(int argc, char **argv)
 	ctl.health = health_new(rt->control_loop, publish_health, rt);
 	health_configure(ctl.health, rt->snap->cfg, rt->snap->users);
 	rt->stats = stats_new(rt->control_loop, rt->snap->cfg);
+	ctl.metrics = metrics_new(rt);
+	metrics_configure(ctl.metrics, rt->snap->cfg);
 	ev_run(rt->control_loop, 0);
 	health_free(ctl.health);
+	metrics_free(ctl.metrics);
 
 	workers_join(rt);
 	if (rt->unix_fd >= 0) {

@@ -90,8 +90,8 @@ static void text_label(struct text *t, const char *name, const char *value)
 }
 
 /* The label string (malloc'd) of up to three labels; a NULL name ends them. */
-static char *labels3(const char *n1, const char *v1, const char *n2, const char *v2,
-                     const char *n3, const char *v3)
+static char *labels3(const char *n1, const char *v1, const char *n2, const char *v2, const char *n3,
+                     const char *v3)
 {
 	struct text t = {0};
 	text_reserve(&t, 0);
@@ -271,7 +271,7 @@ static void render_workers(struct text *t, struct runtime *rt)
 		sample_u64(t, "pgmoat_servers", l, servers[k]);
 	}
 	family(t, "pgmoat_clients_accepted_total", "counter",
-	       "Client connections accepted (TCP and Unix socket).");
+	       "Client connections accepted past the address checks (TCP and Unix socket).");
 	sample_u64(t, "pgmoat_clients_accepted_total", NULL, sum.clients_accepted);
 	family(t, "pgmoat_servers_opened_total", "counter", "Server connections opened.");
 	sample_u64(t, "pgmoat_servers_opened_total", NULL, sum.servers_opened);
@@ -318,7 +318,8 @@ static void render_pools(struct text *t, struct runtime *rt)
 	             "Bytes the pool's clients sent to its servers.");
 	POOL_COUNTER("pgmoat_pool_sent_bytes_total", sent,
 	             "Bytes the pool's servers sent to its clients.");
-	POOL_COUNTER("pgmoat_pool_waits_total", waited, "Times a client waited for a server.");
+	POOL_COUNTER("pgmoat_pool_waits_total", waited,
+	             "Times a client was given a server after being queued for one.");
 	POOL_HISTOGRAM("pgmoat_pool_wait_seconds", wait_hist, wait_us,
 	               "Time clients waited for a server.");
 	POOL_HISTOGRAM("pgmoat_pool_transaction_seconds", xact_hist, xact_us,
@@ -421,15 +422,15 @@ char *metrics_render(struct runtime *rt, size_t *len)
 
 /* --- the HTTP server ---------------------------------------------------- */
 
-enum mconn_phase { MC_READ, MC_WRITE, MC_LINGER };
+enum scrape_phase { SCRAPE_READ, SCRAPE_WRITE, SCRAPE_LINGER };
 
 /* One scrape connection. */
-struct mconn {
+struct scrape {
 	struct metrics *m;
 	int slot;
 	ev_io io;
 	ev_timer timer;
-	enum mconn_phase phase;
+	enum scrape_phase phase;
 	char *out; /* the response */
 	size_t out_len, out_sent;
 	size_t req_len;
@@ -442,11 +443,11 @@ struct metrics {
 	char *addr; /* the metrics_listen bound now; NULL: not listening */
 	ev_io accept_io;
 	ev_timer accept_retry; /* after EMFILE and the like */
-	struct mconn *conns[METRICS_MAX_CONNS];
+	struct scrape *conns[METRICS_MAX_CONNS];
 	int n_conns;
 };
 
-static void conn_close(struct mconn *c)
+static void scrape_close(struct scrape *c)
 {
 	struct metrics *m = c->m;
 	ev_io_stop(m->loop, &c->io);
@@ -458,7 +459,7 @@ static void conn_close(struct mconn *c)
 	free(c);
 }
 
-static void conn_watch(struct mconn *c, int events)
+static void scrape_watch(struct scrape *c, int events)
 {
 	ev_io_stop(c->m->loop, &c->io);
 	ev_io_set(&c->io, c->io.fd, events);
@@ -467,18 +468,19 @@ static void conn_watch(struct mconn *c, int events)
 
 /* All sent: half-close and read what the client may still send, so that
  * closing does not reset the connection before it read the answer. */
-static void conn_linger(struct mconn *c)
+static void scrape_linger(struct scrape *c)
 {
-	c->phase = MC_LINGER;
+	c->phase = SCRAPE_LINGER;
 	shutdown(c->io.fd, SHUT_WR);
-	conn_watch(c, EV_READ);
+	scrape_watch(c, EV_READ);
 	ev_timer_stop(c->m->loop, &c->timer);
 	ev_timer_set(&c->timer, LINGER_TIMEOUT, 0);
 	ev_timer_start(c->m->loop, &c->timer);
 }
 
-/* Write what the socket takes; false if the connection was closed. */
-static bool conn_write(struct mconn *c)
+/* Write what the socket takes: the rest when it can take more; once all
+ * is sent, linger.  (May free `c`.) */
+static void scrape_write(struct scrape *c)
 {
 	while (c->out_sent < c->out_len) {
 		ssize_t n = send(c->io.fd, c->out + c->out_sent, c->out_len - c->out_sent,
@@ -491,14 +493,13 @@ static bool conn_write(struct mconn *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			conn_watch(c, EV_WRITE);
-			return true;
+			scrape_watch(c, EV_WRITE);
+			return;
 		}
-		conn_close(c);
-		return false;
+		scrape_close(c);
+		return;
 	}
-	conn_linger(c);
-	return true;
+	scrape_linger(c);
 }
 
 static const char *status_text(int status)
@@ -531,10 +532,12 @@ static char *response(struct runtime *rt, int status, bool head, size_t *len)
 		body = metrics_render(rt, &body_len);
 		type = "text/plain; version=0.0.4; charset=utf-8";
 	} else {
-		const char *msg = status == 404 ? "pgmoat: metrics are served on /metrics\n"
-		                                : status == 405 ? "pgmoat: only GET and HEAD\n"
-		                                                : "pgmoat: bad request\n";
-		if (status == 503)
+		const char *msg = "pgmoat: bad request\n";
+		if (status == 404)
+			msg = "pgmoat: metrics are served on /metrics\n";
+		else if (status == 405)
+			msg = "pgmoat: only GET and HEAD\n";
+		else if (status == 503)
 			msg = "pgmoat: too many metrics requests at once\n";
 		body = xstrdup(msg);
 		body_len = strlen(msg);
@@ -552,21 +555,31 @@ static char *response(struct runtime *rt, int status, bool head, size_t *len)
 	return t.p;
 }
 
-static void conn_respond(struct mconn *c, int status, bool head)
+static void scrape_respond(struct scrape *c, int status, bool head)
 {
 	log_debug("metrics: request answered with %d", status);
 	c->out = response(c->m->rt, status, head, &c->out_len);
-	c->phase = MC_WRITE;
+	c->phase = SCRAPE_WRITE;
 	ev_timer_stop(c->m->loop, &c->timer);
 	c->timer.repeat = METRICS_WRITE_TIMEOUT;
 	ev_timer_again(c->m->loop, &c->timer);
-	conn_write(c);
+	scrape_write(c);
 }
 
 static bool is_tchar(char ch)
 {
 	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-	       strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+	        (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* Whether `p` (from the end of the request line on) holds an empty line. */
+static bool headers_end(const char *p, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++)
+		if (p[i] == '\n' &&
+		    (p[i + 1] == '\n' || (p[i + 1] == '\r' && i + 2 < len && p[i + 2] == '\n')))
+			return true;
+	return false;
 }
 
 /* How to answer what was read so far: 0 to read more, or an HTTP status
@@ -596,16 +609,7 @@ static int parse_request(const char *req, size_t len, bool *head)
 	if (line - i != 8 || memcmp(req + i, "HTTP/1.", 7) != 0 || req[i + 7] < '0' ||
 	    req[i + 7] > '9')
 		return 400;
-	/* The end of the headers: an empty line. */
-	bool end = false;
-	for (const char *p = nl; p < req + len && !end; p = memchr(p + 1, '\n', len - 1 -
-	                                                                 (size_t)(p - req))) {
-		if (!p)
-			break;
-		end = (p + 1 < req + len && p[1] == '\n') ||
-		      (p + 2 < req + len && p[1] == '\r' && p[2] == '\n');
-	}
-	if (!end)
+	if (!headers_end(nl, len - (size_t)(nl - req)))
 		return len < METRICS_MAX_REQUEST ? 0 : 431;
 	*head = method_len == 4 && memcmp(req, "HEAD", 4) == 0;
 	bool get = method_len == 3 && memcmp(req, "GET", 3) == 0;
@@ -619,53 +623,56 @@ static int parse_request(const char *req, size_t len, bool *head)
 	return 404;
 }
 
-static void conn_read(struct mconn *c)
+static void scrape_read(struct scrape *c)
 {
-	for (;;) {
+	/* Bounded: a client that keeps sending while we linger must not
+	 * hold the control thread. */
+	for (int k = 0; k < 64; k++) {
 		char drain[1024];
-		char *to = c->phase == MC_READ ? c->req + c->req_len : drain;
-		size_t room = c->phase == MC_READ ? sizeof(c->req) - c->req_len : sizeof(drain);
+		char *to = c->phase == SCRAPE_READ ? c->req + c->req_len : drain;
+		size_t room = c->phase == SCRAPE_READ ? sizeof(c->req) - c->req_len : sizeof(drain);
 		ssize_t n = recv(c->io.fd, to, room, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
-			conn_close(c); /* the client went away, or finished */
+			scrape_close(c); /* the client went away, or finished */
 			return;
 		}
-		if (c->phase != MC_READ)
+		if (c->phase != SCRAPE_READ)
 			continue;
 		c->req_len += (size_t)n;
 		bool head = false;
 		int status = parse_request(c->req, c->req_len, &head);
 		if (status) {
-			conn_respond(c, status, head);
+			scrape_respond(c, status, head);
 			return;
 		}
 	}
 }
 
-static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+static void scrape_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-	struct mconn *c = container_of(io, struct mconn, io);
+	struct scrape *c = container_of(io, struct scrape, io);
 	(void)loop;
-	if (c->phase == MC_WRITE) {
+	if (c->phase == SCRAPE_WRITE) {
 		if (revents & EV_WRITE)
-			conn_write(c);
+			scrape_write(c);
 		return;
 	}
-	conn_read(c);
+	scrape_read(c);
 }
 
-static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+static void scrape_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-	struct mconn *c = container_of(t, struct mconn, timer);
+	struct scrape *c = container_of(t, struct scrape, timer);
 	(void)loop;
 	(void)revents;
-	if (c->phase == MC_READ)
-		log_debug("metrics: no complete request within %g s: closing", METRICS_READ_TIMEOUT);
-	conn_close(c);
+	if (c->phase == SCRAPE_READ)
+		log_debug("metrics: no complete request within %g s: closing",
+		          METRICS_READ_TIMEOUT);
+	scrape_close(c);
 }
 
 /* More scrapes than METRICS_MAX_CONNS at once: a 503, best effort. */
@@ -702,23 +709,29 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 		for (int i = 0; i < METRICS_MAX_CONNS && slot < 0; i++)
 			if (!m->conns[i])
 				slot = i;
+		/* All taken: a connection that got its answer makes room. */
+		for (int i = 0; i < METRICS_MAX_CONNS && slot < 0; i++)
+			if (m->conns[i]->phase == SCRAPE_LINGER) {
+				scrape_close(m->conns[i]);
+				slot = i;
+			}
 		if (slot < 0) {
 			refuse_busy(m, fd);
 			continue;
 		}
-		struct mconn *c = calloc(1, sizeof(*c));
+		struct scrape *c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);
 			continue;
 		}
 		c->m = m;
 		c->slot = slot;
-		c->phase = MC_READ;
+		c->phase = SCRAPE_READ;
 		m->conns[slot] = c;
 		m->n_conns++;
-		ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
+		ev_io_init(&c->io, scrape_io_cb, fd, EV_READ);
 		ev_io_start(loop, &c->io);
-		ev_timer_init(&c->timer, conn_timer_cb, METRICS_READ_TIMEOUT, 0);
+		ev_timer_init(&c->timer, scrape_timer_cb, METRICS_READ_TIMEOUT, 0);
 		ev_timer_start(loop, &c->timer);
 	}
 }
@@ -753,7 +766,8 @@ static bool parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *ss
 		if (!colon || (size_t)(colon - s) >= sizeof(host) ||
 		    memchr(s, ':', (size_t)(colon - s))) {
 			snprintf(err, errlen,
-			         "expected address:port (an IPv6 address in brackets), got '%s'", s);
+			         "expected address:port (an IPv6 address in brackets), got '%s'",
+			         s);
 			return false;
 		}
 		memcpy(host, s, (size_t)(colon - s));
@@ -867,6 +881,6 @@ void metrics_free(struct metrics *m)
 	stop_listening(m);
 	for (int i = 0; i < METRICS_MAX_CONNS; i++)
 		if (m->conns[i])
-			conn_close(m->conns[i]);
+			scrape_close(m->conns[i]);
 	free(m);
 }

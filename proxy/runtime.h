@@ -33,7 +33,12 @@ struct snapshot *snapshot_new(struct config *cfg, struct userlist *users);
 void snapshot_ref(struct snapshot *s);
 void snapshot_unref(struct snapshot *s);
 
-enum shutdown_mode { SHUTDOWN_NONE, SHUTDOWN_GRACEFUL, SHUTDOWN_FAST };
+/* How pgmoat stops, mildest first: WAIT_CLIENTS (the console's SHUTDOWN
+ * WAIT_FOR_CLIENTS: stop accepting, serve the clients it has until they
+ * leave), GRACEFUL (SIGTERM: let running transactions finish, then close
+ * clients), FAST (SIGINT: close everything).  shutdown_timeout escalates
+ * the first two to FAST. */
+enum shutdown_mode { SHUTDOWN_NONE, SHUTDOWN_WAIT_CLIENTS, SHUTDOWN_GRACEFUL, SHUTDOWN_FAST };
 
 struct worker;
 
@@ -69,8 +74,12 @@ struct runtime {
 	struct strlist overrides;
 	struct strlist disabled; /* databases DISABLEd from the console */
 	ev_async override_wake; /* a SET: reload with the overrides */
+	ev_async shutdown_wake; /* the console's SHUTDOWN: shutdown_request */
+	atomic_int shutdown_request; /* enum shutdown_mode */
 };
 
+/* The admin console's SHUTDOWN (any thread). */
+void runtime_request_shutdown(struct runtime *rt, enum shutdown_mode mode);
 /* The admin console's SET key = value (any thread). */
 void runtime_set_override(struct runtime *rt, const char *key, const char *value);
 

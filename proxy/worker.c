@@ -61,6 +61,12 @@ void snapshot_unref(struct snapshot *s)
 	}
 }
 
+void runtime_request_shutdown(struct runtime *rt, enum shutdown_mode mode)
+{
+	atomic_store(&rt->shutdown_request, (int)mode);
+	ev_async_send(rt->control_loop, &rt->shutdown_wake);
+}
+
 void runtime_set_override(struct runtime *rt, const char *key, const char *value)
 {
 	pthread_mutex_lock(&rt->override_lock);
@@ -188,7 +194,11 @@ static void begin_shutdown(struct worker *w)
 {
 	enum shutdown_mode mode = atomic_load(&w->rt->shutdown);
 	/* Closed, not just unwatched: connections to a socket nobody accepts
-	 * from would hang in its backlog. */
+	 * from would hang in its backlog.  In a graceful stop, those already
+	 * queued are accepted first and treated like the clients we have,
+	 * rather than reset by the kernel. */
+	if (mode != SHUTDOWN_FAST)
+		listener_drain(w);
 	listener_close(w);
 	close_all(w, mode == SHUTDOWN_FAST);
 	check_stopped(w);
@@ -229,6 +239,8 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 static void close_all(struct worker *w, bool fast)
 {
 	struct list *pos, *tmp;
+	if (atomic_load(&w->rt->shutdown) == SHUTDOWN_WAIT_CLIENTS)
+		return; /* they leave by themselves */
 	for (int st = CL_STARTUP; st < CL_CLOSING; st++) {
 		list_for_each_safe(pos, tmp, &w->clients[st])
 		{

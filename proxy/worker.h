@@ -106,6 +106,7 @@ struct worker {
 	struct client **cancel_table;
 	uint32_t cancel_mask;
 	uint32_t cancel_count;
+	int cancel_peer_id; /* peer_id at start (proxy/cancel.h) */
 
 	struct worker_stats stats;
 	/* What other threads read (SHOW, metrics): copied by the sweep every

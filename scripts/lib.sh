@@ -13,7 +13,7 @@ PGMOAT_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libev-dev libssl-dev libpq-dev libidn-dev
 	postgresql-15 postgresql-client-15
-	clang-format pgbouncer openssl haproxy
+	clang-format pgbouncer openssl haproxy curl
 )
 
 say() { printf '%s\n' "$*"; }

@@ -364,8 +364,12 @@ int main(void)
 	out = console("stats", "statspw", "show pools", &rc);
 	is_int(rc, 0, "stats_users may SHOW");
 	free(out);
-	const char *const forbidden[] = {"reload", "set default_pool_size = 5", "shutdown"};
-	for (size_t i = 0; i < 3; i++) {
+	const char *const forbidden[] = {"reload",          "set default_pool_size = 5",
+	                                 "shutdown",        "kill app",
+	                                 "kill_client C-1", "pause",
+	                                 "resume",          "disable app",
+	                                 "reconnect"};
+	for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
 		out = console("stats", "statspw", forbidden[i], &rc);
 		ok(rc != 0 && has(out, "permission denied"), "stats_users may not %s",
 		   forbidden[i]);

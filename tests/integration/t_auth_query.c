@@ -110,9 +110,12 @@ int main(void)
 	free(r);
 	/* Again, with the pool's server connections already there and after
 	 * they are closed (pgmoat logs in to PostgreSQL with the md5 hash). */
+	h_moat_log_mark(m);
 	h_pg_sql(pg,
 	         "select pg_terminate_backend(pid) from pg_stat_activity where usename = "
 	         "'aq_md5'");
+	/* Once pgmoat has seen its idle server go. */
+	ok(h_moat_log_wait(m, "closing server connection", 10), "pgmoat saw its server close");
 	r = login_user(m, "aq_md5", "md5 pw", NULL);
 	is_str(r, "ok aq_md5", "and again once its server connection was closed");
 	free(r);

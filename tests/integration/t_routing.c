@@ -222,6 +222,30 @@ static void test_read_your_writes(struct h_moat *m)
 	PQfinish(r2);
 }
 
+/* SHOW HOSTS on the admin console: roles and states as the test set them. */
+static void test_show_hosts(struct h_moat *m)
+{
+	char port[16];
+	snprintf(port, sizeof(port), "%d", m->port);
+	const char *argv[] = {"psql", "-X",        "-A", "-t",         "-F", "|",
+	                      "-h",   "127.0.0.1", "-p", port,         "-U", "app",
+	                      "-d",   "pgmoat",    "-c", "show hosts", NULL};
+	const char *env[] = {"PGPASSWORD=app", "PGSSLMODE=disable", NULL};
+	char *out = NULL;
+	int rc = h_run(argv, env, 30, &out);
+	char *p = h_strdupf("app|127.0.0.1|%d|primary|up|", primary->port);
+	char *r1 = h_strdupf("app|127.0.0.1|%d|replica|up|", rep1->port);
+	char *r2 = h_strdupf("app|127.0.0.1|%d|replica|up|", rep2->port);
+	ok(rc == 0 && out && strstr(out, p) && strstr(out, r1) && strstr(out, r2),
+	   "SHOW HOSTS: the primary and both replicas, up");
+	if (!(out && strstr(out, p)))
+		h_diag_text("show hosts: ", out ? out : "");
+	free(p);
+	free(r1);
+	free(r2);
+	free(out);
+}
+
 static void test_probes(void)
 {
 	char *n = h_pg_value(primary,
@@ -372,7 +396,8 @@ int main(void)
 	                       "server_login_retry = 0.2\n"
 	                       "health_check_period = 200ms\nhealth_check_failures = 2\n"
 	                       "health_check_timeout = 1\nread_routing = auto\n"
-	                       "max_replica_lag = 120\nmax_replica_lag_bytes = 1MB\n",
+	                       "max_replica_lag = 120\nmax_replica_lag_bytes = 1MB\n"
+	                       "admin_users = app\n",
 	                       hosts, hosts);
 	if (!h_moat_write_userlist(m, "\"app\" \"app\"\n") || !h_moat_write_ini(m, tmpl) ||
 	    !h_moat_start(m, NULL))
@@ -383,6 +408,7 @@ int main(void)
 	test_lag(m);
 	test_read_your_writes(m);
 	test_probes();
+	test_show_hosts(m);
 	test_replica_down(m);
 	test_hung_replica(m);
 	test_failover(m);

@@ -186,6 +186,10 @@ bool h_moat_write_userlist(struct h_moat *m, const char *text);
 /* Starts `$PGMOAT_BIN [args...] <ini>` and waits until it accepts TCP
  * connections.  False (with diagnostics) if it exited or timed out. */
 bool h_moat_start(struct h_moat *m, const char *const args[]);
+/* Starts pgmoat like h_moat_start, but waits until its log says `ready`
+ * (past the start): for a pgmoat whose port is already served by another
+ * (so_reuseport).  False (with diagnostics) if it exited or timed out. */
+bool h_moat_start_log(struct h_moat *m, const char *const args[], const char *ready);
 void h_moat_signal(struct h_moat *m, int sig);
 bool h_moat_alive(struct h_moat *m);
 /* Waits for pgmoat to exit: its exit status, 128 + signal if killed by

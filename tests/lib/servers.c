@@ -542,23 +542,51 @@ void h_moat_log_diag(struct h_moat *m)
 	free(text);
 }
 
-bool h_moat_start(struct h_moat *m, const char *const args[])
+/* Starts `$PGMOAT_BIN [args...] <ini>` with a log mark; false if fork
+ * failed. */
+static bool moat_spawn(struct h_moat *m, const char *const args[])
 {
 	const char *argv[16];
-	for (int attempt = 0; attempt < 3; attempt++) {
-		size_t n = 0;
-		argv[n++] = h_rt.bin;
-		for (size_t i = 0; args && args[i] && n < 14; i++)
-			argv[n++] = args[i];
-		argv[n++] = m->ini;
-		argv[n] = NULL;
-		h_moat_log_mark(m);
-		m->pid = h_spawn(argv, NULL, m->log, false, NULL);
-		if (m->pid < 0) {
-			m->pid = 0;
-			diag("fork: %s", strerror(errno));
+	size_t n = 0;
+	argv[n++] = h_rt.bin;
+	for (size_t i = 0; args && args[i] && n < 14; i++)
+		argv[n++] = args[i];
+	argv[n++] = m->ini;
+	argv[n] = NULL;
+	h_moat_log_mark(m);
+	m->pid = h_spawn(argv, NULL, m->log, false, NULL);
+	if (m->pid < 0) {
+		m->pid = 0;
+		diag("fork: %s", strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+bool h_moat_start_log(struct h_moat *m, const char *const args[], const char *ready)
+{
+	if (!moat_spawn(m, args))
+		return false;
+	double end = h_now() + 20;
+	while (h_now() < end) {
+		if (h_moat_log_has(m, ready))
+			return true;
+		if (!h_moat_alive(m)) {
+			diag("pgmoat exited during start-up with status %d", m->status);
+			h_moat_log_diag(m);
 			return false;
 		}
+		h_nap(0.01);
+	}
+	diag("pgmoat did not log '%s' within 20 s", ready);
+	return false;
+}
+
+bool h_moat_start(struct h_moat *m, const char *const args[])
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (!moat_spawn(m, args))
+			return false;
 		double end = h_now() + 20;
 		bool retry = false;
 		while (h_now() < end) {

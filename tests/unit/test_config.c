@@ -1,5 +1,5 @@
 /* Unit test of conf/config.c and conf/settings.c: the settings table, every value type, the
- * [databases] and [users] sections, warnings and errors with file:line, the
+ * [databases], [users] and [peers] sections, warnings and errors with file:line, the
  * restart diff, and that doc/config.md, doc/pgmoat.ini.5 and etc/pgmoat.ini
  * match the table.
  *
@@ -211,6 +211,9 @@ static void test_good_values(void)
 	is_int((long)c->ignore_startup_parameters.n, 2, "list of two");
 	ok(!c->tcp_keepalive, "bool false");
 	is_int(c->listen_backlog, 1024, "listen_backlog");
+	ok(c->so_reuseport, "so_reuseport");
+	is_int(c->peer_id, 7, "peer_id");
+	is_int((long)c->n_peers, 2, "[Peers]: two entries, section name case-insensitive");
 
 	/* conf_good.ini must give every setting a value other than its default. */
 	struct config *d = config_defaults();
@@ -286,6 +289,7 @@ static void test_bad_values(void)
 	        l19,
 	        l20,
 	        ":21: default_pool_size: expected an integer between 1 and 100000, got '1.5'",
+	        ":22: peer_id: expected an integer between 0 and 16383, got '16384'",
 	        NULL};
 	is_msgs(&e, data("conf_bad_values.ini"), want, "bad values");
 	strlist_free(&e);
@@ -459,9 +463,68 @@ static void test_bad_databases(void)
 	        ":16: user 'v': max_user_connections: expected an integer between 0 and 1000000, "
 	        "got "
 	        "'many'",
-	        ":19: unknown section [peers] (expected [pgmoat], [databases] or [users])",
+	        ":19: unknown section [nosuch] (expected [pgmoat], [databases], [users] or "
+	        "[peers])",
 	        NULL};
 	is_msgs(&e, data("conf_bad_databases.ini"), want, "database errors");
+	strlist_free(&e);
+	strlist_free(&w);
+}
+
+static void test_peers(void)
+{
+	struct strlist e, w;
+	struct config *c = load("conf_peers.ini", &e, &w);
+	if (!loaded(c, &e, "[peers] loads"))
+		return;
+	is_int((long)w.n, 0, "no warnings (%s)", w.n ? w.items[0] : "none");
+	is_int(c->peer_id, 2, "peer_id");
+	is_int((long)c->n_peers, 4, "four peers (3 defined twice)");
+	const struct peer_entry *p1 = config_find_peer(c, 1);
+	ok(p1 && strcmp(p1->host, "/run/pgmoat/a") == 0 && p1->port == 6432 && p1->line == 5,
+	   "peer 1: a unix socket directory and a port");
+	const struct peer_entry *p2 = config_find_peer(c, 2);
+	ok(p2 && strcmp(p2->host, "/run/pgmoat/b") == 0 && p2->port == 6432,
+	   "peer 2, our own id: allowed, port 6432 by default");
+	const struct peer_entry *p3 = config_find_peer(c, 3);
+	ok(p3 && strcmp(p3->host, "10.0.0.33") == 0 && p3->port == 7000 && p3->line == 8,
+	   "peer 3 defined again: the last definition wins");
+	const struct peer_entry *p4 = config_find_peer(c, 16383);
+	ok(p4 && strcmp(p4->host, "h 4") == 0 && p4->pool_size == 5,
+	   "peer 16383: quoted host, pgbouncer's pool_size accepted");
+	ok(config_find_peer(c, 4) == NULL && config_find_peer(c, 0) == NULL, "unknown ids: NULL");
+	config_unref(c);
+	strlist_free(&e);
+	strlist_free(&w);
+
+	c = load("conf_bad_peers.ini", &e, &w);
+	ok(c == NULL, "bad peers: not loaded");
+	const char *want[] = {
+	        ":5: peer id '0': expected an integer between 1 and 16383",
+	        ":6: peer id '16384': expected an integer between 1 and 16383",
+	        ":7: peer id 'x1': expected an integer between 1 and 16383",
+	        ":8: peer 2: host is required (a host name, an IP address or a unix socket "
+	        "directory)",
+	        ":9: peer 3: port: expected an integer between 1 and 65535, got '0'",
+	        ":10: peer 4: unknown parameter 'dbname'",
+	        ":11: peer 5: unknown parameter 'prot' (did you mean 'port'?)",
+	        ":12: peer 6: host: unterminated quoted value",
+	        ":13: peer 7: host is required (a host name, an IP address or a unix socket "
+	        "directory)",
+	        ":14: peer 8: pool_size: expected an integer between 0 and 100000, got '-1'",
+	        NULL};
+	is_msgs(&e, data("conf_bad_peers.ini"), want, "peer errors");
+	strlist_free(&e);
+	strlist_free(&w);
+
+	c = load("conf_peers_noid.ini", &e, &w);
+	if (!loaded(c, &e, "[peers] without peer_id loads"))
+		return;
+	const char *warn[] = {
+	        ":4: [peers] is ignored while peer_id is 0 (cancel requests are not forwarded)",
+	        NULL};
+	is_msgs(&w, data("conf_peers_noid.ini"), warn, "[peers] without peer_id: a warning");
+	config_unref(c);
 	strlist_free(&e);
 	strlist_free(&w);
 }
@@ -628,6 +691,7 @@ static void test_man_in_sync(void)
 	check_man_params(doc, man, "[databases]", "\n## [databases]\n",
 	                 "\n.SH \"[databases] PARAMETERS\"\n");
 	check_man_params(doc, man, "[users]", "\n## [users]\n", "\n.SH \"[users] PARAMETERS\"\n");
+	check_man_params(doc, man, "[peers]", "\n## [peers]\n", "\n.SH \"[peers] PARAMETERS\"\n");
 	const char *parts[] = {".SH NAME\n",   ".SH SYNOPSIS\n", ".SH DESCRIPTION\n",
 	                       ".SH SYNTAX\n", ".SH FILES\n",    ".SH SEE ALSO\n"};
 	bool complete = true;
@@ -707,6 +771,7 @@ int main(int argc, char **argv)
 	test_pgbouncer_ini();
 	test_databases();
 	test_bad_databases();
+	test_peers();
 	test_restart_keys();
 	test_doc_in_sync();
 	test_man_in_sync();
