@@ -55,7 +55,7 @@ static void query_timeout(struct h_pg *pg)
 	   err);
 	ok(took < 15, "long before the query would end (%.1f s)", took);
 	ok(PQstatus(c) == CONNECTION_BAD, "and is disconnected");
-	ok(h_moat_log_has(m, "query_timeout: query canceled") && h_moat_log_has(m, "57014"),
+	ok(h_moat_log_has(m, "query_timeout: query canceled") && h_moat_log_wait(m, "57014", 10),
 	   "pgmoat logs why, with 57014");
 	ok(h_wait_until(no_sleeper, pg, 10), "the backend's query was canceled");
 	free(err);
@@ -78,7 +78,7 @@ static void idle_transaction_timeout(struct h_pg *pg)
 	ok(h_exec(c, "begin") && h_exec(c, "insert into itt values (1)"),
 	   "a client opens a transaction and goes idle");
 	ok(h_moat_log_wait(m, "idle_transaction_timeout", 10), "pgmoat ends it and logs why");
-	ok(h_moat_log_has(m, "25P03"), "with 25P03");
+	ok(h_moat_log_wait(m, "25P03", 10), "with 25P03");
 	char *err = error_of(c, "commit");
 	ok(err[0] && PQstatus(c) == CONNECTION_BAD, "the client was disconnected (%s)", err);
 	free(err);
@@ -112,7 +112,7 @@ static void client_idle_timeout(struct h_pg *pg)
 		h_nap(0.25); /* paces the busy client: a query every 0.25 s for 3 s */
 	}
 	ok(fine, "the client that keeps sending queries is not closed");
-	ok(h_moat_log_has(m, "client_idle_timeout") && h_moat_log_has(m, "57P05"),
+	ok(h_moat_log_has(m, "client_idle_timeout") && h_moat_log_wait(m, "57P05", 10),
 	   "pgmoat logs why the idle one was closed, with 57P05");
 	char *err = error_of(idle, "select 1");
 	ok(err[0] && PQstatus(idle) == CONNECTION_BAD, "the idle client was disconnected (%s)",
