@@ -106,6 +106,12 @@ static const char *first_sql(const struct client *c, size_t *len)
 	}
 }
 
+/* A database with several hosts: its own function, so that the single-host
+ * path keeps a small stack frame (route_client runs inside the relay's call
+ * chain, once per transaction). */
+static enum route_result __attribute__((noinline))
+route_hosts(struct client *c, struct pool *g, int n, char *err, size_t errlen);
+
 enum route_result route_client(struct client *c, char *err, size_t errlen)
 {
 	struct pool *g = c->pool->group;
@@ -115,6 +121,12 @@ enum route_result route_client(struct client *c, char *err, size_t errlen)
 		c->auto_read = c->on_primary = false;
 		return ROUTE_OK;
 	}
+	return route_hosts(c, g, n, err, errlen);
+}
+
+static enum route_result route_hosts(struct client *c, struct pool *g, int n, char *err,
+                                     size_t errlen)
+{
 	struct worker *w = c->w;
 	route_refresh(w);
 	const struct health_view *v = w->health;
