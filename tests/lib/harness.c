@@ -114,7 +114,7 @@ static void stop_everything(bool hard)
 		struct h_moat *m = h_rt.moats[i];
 		if (m->pid > 0) {
 			int st = 0;
-			h_stop_pid(m->pid, hard ? SIGKILL : SIGINT, 5, &st);
+			h_stop_pid(m->pid, hard ? SIGKILL : SIGINT, 5 * h_rt.slow, &st);
 			m->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 			m->pid = 0;
 		}
@@ -497,6 +497,11 @@ const char *h_srcdir(void)
 	return h_rt.srcdir;
 }
 
+double h_slow(void)
+{
+	return h_rt.slow >= 1 ? h_rt.slow : 1;
+}
+
 static const char *env_or(const char *name, const char *def)
 {
 	const char *v = getenv(name);
@@ -552,6 +557,22 @@ static void make_dirs(void)
 	free(tests);
 }
 
+/* PGMOAT_TEST_WRAPPER split at blanks into h_rt.wrapper (no quoting). */
+static void parse_wrapper(const char *text)
+{
+	char *copy = strdup(text);
+	size_t n = 0;
+	for (char *save = NULL, *w = strtok_r(copy, " \t\n", &save); w;
+	     w = strtok_r(NULL, " \t\n", &save)) {
+		if (n + 1 >= sizeof h_rt.wrapper / sizeof h_rt.wrapper[0]) {
+			fprintf(stderr, "PGMOAT_TEST_WRAPPER: more than %zu words\n", n);
+			exit(99);
+		}
+		h_rt.wrapper[n++] = w;
+	}
+	h_rt.wrapper[n] = NULL;
+}
+
 void h_init(const char *name, int timeout_s)
 {
 	snprintf(h_rt.name, sizeof h_rt.name, "%s", name);
@@ -562,6 +583,11 @@ void h_init(const char *name, int timeout_s)
 	if (!h_rt.bin)
 		h_rt.bin = h_strdupf("%s/pgmoat", h_rt.builddir);
 	h_rt.keep = getenv("PGMOAT_KEEP_TMP") && strcmp(getenv("PGMOAT_KEEP_TMP"), "0") != 0;
+	parse_wrapper(env_or("PGMOAT_TEST_WRAPPER", ""));
+	h_rt.slow = atof(env_or("PGMOAT_TEST_SLOW", h_rt.wrapper[0] ? "10" : "1"));
+	if (!(h_rt.slow >= 1 && h_rt.slow <= 1000))
+		h_rt.slow = 1;
+	timeout_s = (int)(timeout_s * h_rt.slow);
 	int t = atoi(env_or("PGMOAT_TEST_TIMEOUT", "0"));
 	if (t > 0)
 		timeout_s = t;
@@ -599,11 +625,20 @@ void h_init(const char *name, int timeout_s)
 		       h_rt.bin);
 }
 
-/* Whether pgmoat's log holds a sanitizer report. */
+/* Whether pgmoat's log holds a sanitizer report (ASan, UBSan, TSan) or a
+ * valgrind error: "ERROR SUMMARY: N errors" with N > 0 at exit, or an error
+ * marker (scripts/check runs valgrind with
+ * --error-markers=VALGRIND-ERROR-BEGIN,VALGRIND-ERROR-END, so an error
+ * counts even when pgmoat never gets to its summary). */
 static bool sanitizer_report(const char *log)
 {
 	char *text = h_read_file(log, NULL);
-	bool found = text && (strstr(text, "Sanitizer") || strstr(text, "runtime error:"));
+	if (!text)
+		return false;
+	bool found = strstr(text, "Sanitizer") || strstr(text, "runtime error:") ||
+	        strstr(text, "VALGRIND-ERROR-BEGIN");
+	for (const char *p = text; !found && (p = strstr(p, "ERROR SUMMARY: ")); p++)
+		found = p[15] >= '1' && p[15] <= '9';
 	free(text);
 	return found;
 }
@@ -626,7 +661,9 @@ int h_done(void)
 		}
 	}
 	if (h_rt.n_moats > 0)
-		ok(clean, "every pgmoat stops cleanly on SIGINT and logged no sanitizer report");
+		ok(clean,
+		   "every pgmoat stops cleanly on SIGINT and logged no sanitizer or valgrind "
+		   "report");
 	int rc = tap_done();
 	h_rt.done = true;
 	h_rt.failed = rc != 0;

@@ -16,7 +16,9 @@
  * Environment: PGMOAT_BIN (the pgmoat binary), PGMOAT_SRCDIR,
  * PGMOAT_BUILDDIR, and optionally PGMOAT_PG_BINDIR (PostgreSQL's server
  * binaries), PGMOAT_TEST_TIMEOUT (seconds, overrides the test's own),
- * PGMOAT_KEEP_TMP=1.
+ * PGMOAT_KEEP_TMP=1, PGMOAT_TEST_WRAPPER (a command line, split at blanks,
+ * that pgmoat is started under, e.g. "valgrind --error-exitcode=99") and
+ * PGMOAT_TEST_SLOW (see h_slow()).
  *
  * Functions here are named h_*; the raw wire-protocol client is in wire.h.
  */
@@ -38,7 +40,7 @@ void h_init(const char *name, int timeout_s);
 /* Ends the test: returns the exit status for main().  If the test started
  * pgmoat, one more test point is added (count it in the plan): every pgmoat
  * still running stops with status 0 on SIGINT, and no pgmoat log holds a
- * sanitizer report. */
+ * sanitizer report (ASan, UBSan, TSan) or a valgrind error. */
 int h_done(void);
 /* Prints the logs and bails out of the whole test. */
 void h_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -46,6 +48,11 @@ void h_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 const char *h_tmpdir(void);
 const char *h_pgmoat_bin(void);
 const char *h_srcdir(void);
+/* How much slower pgmoat runs than plain: PGMOAT_TEST_SLOW if set, else 10
+ * under PGMOAT_TEST_WRAPPER, else 1.  The harness stretches by it the
+ * test's overall timeout and its own waits on pgmoat (start-up, reload,
+ * log lines, exit); a test may stretch its own deadlines with it. */
+double h_slow(void);
 /* Monotonic time in seconds. */
 double h_now(void);
 /* Sleeps `secs`: only for pacing a poll loop that has its own deadline. */
@@ -193,13 +200,15 @@ bool h_moat_start_log(struct h_moat *m, const char *const args[], const char *re
 void h_moat_signal(struct h_moat *m, int sig);
 bool h_moat_alive(struct h_moat *m);
 /* Waits for pgmoat to exit: its exit status, 128 + signal if killed by
- * one, or -1 if still running after `timeout`. */
+ * one, or -1 if still running after `timeout` (times h_slow()). */
 int h_moat_wait_exit(struct h_moat *m, double timeout);
-/* SIGINT, then SIGKILL after 10 s.  Returns the exit status. */
+/* SIGINT, then SIGKILL after 10 s (times h_slow()).  Returns the exit
+ * status. */
 int h_moat_stop(struct h_moat *m);
 /* Log searches look only past the mark (set at each start and here). */
 void h_moat_log_mark(struct h_moat *m);
 bool h_moat_log_has(struct h_moat *m, const char *needle); /* case-insensitive */
+/* Waits up to `timeout` (times h_slow()) for `needle` past the mark. */
 bool h_moat_log_wait(struct h_moat *m, const char *needle, double timeout);
 /* SIGHUP, then waits (10 s) for `expect` in the log past a new mark, e.g.
  * "configuration reloaded" or "reload failed". */

@@ -37,6 +37,8 @@ struct h_runtime {
 	char *rm_argv[5];
 	int run_seq;
 	int userlist_written;
+	char *wrapper[16]; /* PGMOAT_TEST_WRAPPER split into words, NULL-terminated */
+	double slow; /* h_slow() */
 };
 
 extern struct h_runtime h_rt;

@@ -525,7 +525,7 @@ bool h_moat_log_has(struct h_moat *m, const char *needle)
 
 bool h_moat_log_wait(struct h_moat *m, const char *needle, double timeout)
 {
-	double end = h_now() + timeout;
+	double end = h_now() + timeout * h_slow();
 	for (;;) {
 		if (h_moat_log_has(m, needle))
 			return true;
@@ -542,19 +542,42 @@ void h_moat_log_diag(struct h_moat *m)
 	free(text);
 }
 
-/* Starts `$PGMOAT_BIN [args...] <ini>` with a log mark; false if fork
- * failed. */
+/* ThreadSanitizer's options for pgmoat, unless TSAN_OPTIONS is set: keep
+ * going after a report (every race of the run lands in the log, which
+ * h_done() checks), exit with 66 if there was one, and the suppressions of
+ * tests/tsan.supp (third-party libraries only).  Harmless without TSan. */
+static char *tsan_env(void)
+{
+	if (getenv("TSAN_OPTIONS"))
+		return NULL;
+	char *supp = h_strdupf("%s/tests/tsan.supp", h_rt.srcdir);
+	char *env =
+	        h_strdupf("TSAN_OPTIONS=halt_on_error=0 exitcode=66 second_deadlock_stack=1%s%s",
+	                  access(supp, R_OK) == 0 ? " suppressions=" : "",
+	                  access(supp, R_OK) == 0 ? supp : "");
+	free(supp);
+	return env;
+}
+
+/* Starts `[$PGMOAT_TEST_WRAPPER] $PGMOAT_BIN [args...] <ini>` with a log
+ * mark; false if fork failed.  Under a wrapper (valgrind) the pid is still
+ * pgmoat's: valgrind runs the program in its own process. */
 static bool moat_spawn(struct h_moat *m, const char *const args[])
 {
-	const char *argv[16];
+	const char *argv[40];
 	size_t n = 0;
+	for (size_t i = 0; h_rt.wrapper[i]; i++)
+		argv[n++] = h_rt.wrapper[i];
 	argv[n++] = h_rt.bin;
-	for (size_t i = 0; args && args[i] && n < 14; i++)
+	for (size_t i = 0; args && args[i] && n < 38; i++)
 		argv[n++] = args[i];
 	argv[n++] = m->ini;
 	argv[n] = NULL;
 	h_moat_log_mark(m);
-	m->pid = h_spawn(argv, NULL, m->log, false, NULL);
+	char *tsan = tsan_env();
+	const char *env[] = {tsan, NULL};
+	m->pid = h_spawn(argv, env, m->log, false, NULL);
+	free(tsan);
 	if (m->pid < 0) {
 		m->pid = 0;
 		diag("fork: %s", strerror(errno));
@@ -567,7 +590,7 @@ bool h_moat_start_log(struct h_moat *m, const char *const args[], const char *re
 {
 	if (!moat_spawn(m, args))
 		return false;
-	double end = h_now() + 20;
+	double end = h_now() + 20 * h_slow();
 	while (h_now() < end) {
 		if (h_moat_log_has(m, ready))
 			return true;
@@ -578,7 +601,7 @@ bool h_moat_start_log(struct h_moat *m, const char *const args[], const char *re
 		}
 		h_nap(0.01);
 	}
-	diag("pgmoat did not log '%s' within 20 s", ready);
+	diag("pgmoat did not log '%s' within %.0f s", ready, 20 * h_slow());
 	return false;
 }
 
@@ -587,7 +610,7 @@ bool h_moat_start(struct h_moat *m, const char *const args[])
 	for (int attempt = 0; attempt < 3; attempt++) {
 		if (!moat_spawn(m, args))
 			return false;
-		double end = h_now() + 20;
+		double end = h_now() + 20 * h_slow();
 		bool retry = false;
 		while (h_now() < end) {
 			if (h_tcp_accepts(m->port))
@@ -602,8 +625,8 @@ bool h_moat_start(struct h_moat *m, const char *const args[])
 		}
 		if (!retry) {
 			if (m->pid > 0)
-				diag("pgmoat does not accept connections on port %d after 20 s",
-				     m->port);
+				diag("pgmoat does not accept connections on port %d after %.0f s",
+				     m->port, 20 * h_slow());
 			return false;
 		}
 		m->port = h_free_port();
@@ -637,7 +660,7 @@ int h_moat_wait_exit(struct h_moat *m, double timeout)
 	if (m->pid <= 0)
 		return m->status;
 	int st;
-	if (!h_reap_within(m->pid, timeout, &st))
+	if (!h_reap_within(m->pid, timeout * h_slow(), &st))
 		return -1;
 	m->status = h_status_code(st);
 	m->pid = 0;
@@ -649,7 +672,7 @@ int h_moat_stop(struct h_moat *m)
 	if (m->pid <= 0)
 		return m->status;
 	int st = 0;
-	h_stop_pid(m->pid, SIGINT, 10, &st);
+	h_stop_pid(m->pid, SIGINT, 10 * h_slow(), &st);
 	m->status = h_status_code(st);
 	m->pid = 0;
 	return m->status;
