@@ -42,7 +42,9 @@ struct pool_waiter {
 	int worker;
 	uint64_t ticket;
 	uint64_t since_usec;
-	enum waiter_state state;
+	/* Changed with the pool's lock held, by any worker (a hand-off); read
+	 * without it by the owning worker's timers: hence atomic. */
+	_Atomic(enum waiter_state) state;
 	uint64_t client_id; /* lets the receiving worker find the client, or see it is gone */
 };
 
@@ -94,20 +96,23 @@ struct pool {
 	atomic_int weight; /* of this pool's host */
 	_Atomic uint64_t host_key; /* pool_host_key() of the target's host and port */
 
-	/* Limits, refreshed on reload. */
-	int pool_size;
-	int reserve_pool;
-	int min_pool_size;
-	int max_db_connections;
-	int max_user_connections;
-	double reserve_pool_timeout;
-	enum pool_mode mode;
+	/* Limits, refreshed on reload (written with lock held by the control
+	 * thread, read by workers without it: hence atomic). */
+	atomic_int pool_size;
+	atomic_int reserve_pool;
+	atomic_int min_pool_size;
+	atomic_int max_db_connections;
+	atomic_int max_user_connections;
+	_Atomic double reserve_pool_timeout;
+	_Atomic(enum pool_mode) mode;
 
 	struct pool_target target; /* guarded by lock; copied at connect */
-	uint32_t target_gen; /* bumped when the target changes on reload */
-	bool gone; /* its [databases] entry disappeared on reload */
+	_Atomic uint32_t target_gen; /* bumped when the target changes on reload */
+	atomic_bool gone; /* its [databases] entry disappeared on reload */
 
-	int n_servers; /* connecting + live, all workers */
+	/* Connecting + live, all workers: changed with lock held, also read
+	 * without it (the idle sweep). */
+	atomic_int n_servers;
 	int n_connecting;
 	int n_waiting;
 	uint64_t next_ticket;

@@ -398,6 +398,8 @@ int main(int argc, char **argv)
 
 	rt->n_workers = cfg->workers;
 	pool_registry_init(rt->n_workers);
+	/* Before the workers start: SHOW STATS reads it from any worker. */
+	rt->stats = stats_new(rt->control_loop, rt->snap->cfg);
 	rt->unix_fd = listener_open_unix(cfg, rt->unix_path, sizeof(rt->unix_path));
 	bool ok = (rt->unix_fd >= 0 || !cfg->unix_socket_dir || !*cfg->unix_socket_dir) &&
 	        workers_start(rt);
@@ -418,7 +420,6 @@ int main(int argc, char **argv)
 
 	ctl.health = health_new(rt->control_loop, publish_health, rt);
 	health_configure(ctl.health, rt->snap->cfg, rt->snap->users);
-	rt->stats = stats_new(rt->control_loop, rt->snap->cfg);
 	ctl.metrics = metrics_new(rt);
 	metrics_configure(ctl.metrics, rt->snap->cfg);
 	ev_run(rt->control_loop, 0);

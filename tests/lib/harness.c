@@ -373,10 +373,9 @@ void h_md5_hex(const void *data, size_t len, char hex[33])
 static void track_child(pid_t pid, bool add)
 {
 	for (int i = 0; i < H_MAX_CHILD; i++) {
-		if (add ? h_rt.children[i] == 0 : h_rt.children[i] == pid) {
-			h_rt.children[i] = add ? pid : 0;
+		pid_t expect = add ? 0 : pid;
+		if (atomic_compare_exchange_strong(&h_rt.children[i], &expect, add ? pid : 0))
 			return;
-		}
 	}
 }
 
@@ -448,7 +447,7 @@ int h_status_code(int st)
 int h_run_as(const char *const argv[], const char *const env[], double timeout, char **output,
              bool as_pg, const char *cwd)
 {
-	char *out = h_strdupf("%s/run.%d.out", h_rt.base, h_rt.run_seq++);
+	char *out = h_strdupf("%s/run.%d.out", h_rt.base, atomic_fetch_add(&h_rt.run_seq, 1));
 	pid_t pid = h_spawn(argv, env, out, as_pg, cwd);
 	int rc = -1, st;
 	if (pid < 0) {

@@ -2,6 +2,7 @@
 #ifndef PGMOAT_TESTS_HARNESS_INT_H
 #define PGMOAT_TESTS_HARNESS_INT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -33,9 +34,11 @@ struct h_runtime {
 	int n_pgs;
 	struct h_moat *moats[H_MAX_MOAT];
 	int n_moats;
-	volatile pid_t children[H_MAX_CHILD];
+	/* Atomic: tests run programs from several threads (h_run), and the
+	 * timeout's handler reads them. */
+	_Atomic pid_t children[H_MAX_CHILD];
 	char *rm_argv[5];
-	int run_seq;
+	atomic_int run_seq;
 	int userlist_written;
 	char *wrapper[16]; /* PGMOAT_TEST_WRAPPER split into words, NULL-terminated */
 	double slow; /* h_slow() */
