@@ -54,36 +54,32 @@ static void doc_type(char *buf, size_t len, const struct setting *s)
 	}
 }
 
-static void doc_params(FILE *f, const struct param *params, size_t n);
+/* A [databases]/[users]/[peers] parameter's type, for both documents. */
+static void param_type(char *buf, size_t len, const struct param *p)
+{
+	if (p->kind == PARAM_INT)
+		snprintf(buf, len, "integer, %ld..%ld", p->min, p->max);
+	else if (p->kind == PARAM_INT_LIST)
+		snprintf(buf, len, "integers, %ld..%ld, comma-separated", p->min, p->max);
+	else if (p->kind == PARAM_POOL_MODE || p->kind == PARAM_TSA)
+		settings_join_names(buf, len,
+		                    p->kind == PARAM_TSA ? settings_tsa_names
+		                                         : settings_pool_mode_names);
+	else
+		snprintf(buf, len, "string");
+}
 
-static void doc_params_of(FILE *f, enum settings_params t)
+static void doc_params(FILE *f, enum settings_params t)
 {
 	const struct param *params;
 	size_t n;
 	settings_param_table(t, &params, &n);
-	doc_params(f, params, n);
-}
-
-static void doc_params(FILE *f, const struct param *params, size_t n)
-{
-	char names[160];
 	fprintf(f, "| parameter | type | default | description |\n| --- | --- | --- | --- |\n");
 	for (size_t i = 0; i < n; i++) {
-		const struct param *p = &params[i];
-		fprintf(f, "| `%s` | ", p->name);
-		if (p->kind == PARAM_INT)
-			fprintf(f, "integer, %ld..%ld", p->min, p->max);
-		else if (p->kind == PARAM_INT_LIST)
-			fprintf(f, "integers, %ld..%ld, comma-separated", p->min, p->max);
-		else if (p->kind == PARAM_POOL_MODE || p->kind == PARAM_TSA) {
-			settings_join_names(names, sizeof(names),
-			                    p->kind == PARAM_TSA ? settings_tsa_names
-			                                         : settings_pool_mode_names);
-			fputs(names, f);
-		} else {
-			fputs("string", f);
-		}
-		fprintf(f, " | %s | %s |\n", p->def, p->doc);
+		char type[200];
+		param_type(type, sizeof(type), &params[i]);
+		fprintf(f, "| `%s` | %s | %s | %s |\n", params[i].name, type, params[i].def,
+		        params[i].doc);
 	}
 }
 
@@ -141,11 +137,11 @@ void config_write_doc(FILE *f)
 	      "every name that is not listed (its `dbname` defaults to that name). The name\n"
 	      "`pgmoat` is the admin console. Defined again: the last definition wins.\n\n",
 	      f);
-	doc_params_of(f, SETTINGS_DB_PARAMS);
+	doc_params(f, SETTINGS_DB_PARAMS);
 	fputs("\n## [users]\n\n`name = pool_mode=... max_user_connections=...`: per-user "
 	      "overrides.\n\n",
 	      f);
-	doc_params_of(f, SETTINGS_USER_PARAMS);
+	doc_params(f, SETTINGS_USER_PARAMS);
 	fputs("\n## [peers]\n\n"
 	      "`id = host=... port=...`: the other pgmoat processes that share `listen_port`\n"
 	      "(`so_reuseport`), by their `peer_id` (1..16383), as in PgBouncer. A cancel request\n"
@@ -155,7 +151,7 @@ void config_write_doc(FILE *f)
 	      "the section is ignored (with a warning). Defined again: the last definition\n"
 	      "wins. A new `[peers]` applies on reload. See doc/operations.md.\n\n",
 	      f);
-	doc_params_of(f, SETTINGS_PEER_PARAMS);
+	doc_params(f, SETTINGS_PEER_PARAMS);
 	fputs("\n## pgbouncer settings pgmoat ignores\n\nThese are accepted with a warning:\n", f);
 	for (size_t i = 0; settings_unsupported[i]; i++)
 		fprintf(f, "%s`%s`", i == 0 ? "\n" : i % 6 ? ", " : ",\n", settings_unsupported[i]);
@@ -222,33 +218,15 @@ static void man_item(FILE *f, const char *name, const char *type, const char *de
 	fputc('\n', f);
 }
 
-static void man_params(FILE *f, const struct param *params, size_t n);
-
-static void man_params_of(FILE *f, enum settings_params t)
+static void man_params(FILE *f, enum settings_params t)
 {
 	const struct param *params;
 	size_t n;
 	settings_param_table(t, &params, &n);
-	man_params(f, params, n);
-}
-
-static void man_params(FILE *f, const struct param *params, size_t n)
-{
 	for (size_t i = 0; i < n; i++) {
-		const struct param *p = &params[i];
-		char what[200];
-		if (p->kind == PARAM_INT)
-			snprintf(what, sizeof(what), "integer, %ld..%ld", p->min, p->max);
-		else if (p->kind == PARAM_INT_LIST)
-			snprintf(what, sizeof(what), "integers, %ld..%ld, comma-separated", p->min,
-			         p->max);
-		else if (p->kind == PARAM_POOL_MODE || p->kind == PARAM_TSA)
-			settings_join_names(what, sizeof(what),
-			                    p->kind == PARAM_TSA ? settings_tsa_names
-			                                         : settings_pool_mode_names);
-		else
-			snprintf(what, sizeof(what), "string");
-		man_item(f, p->name, what, p->def, false, NULL, p->doc);
+		char type[200];
+		param_type(type, sizeof(type), &params[i]);
+		man_item(f, params[i].name, type, params[i].def, false, NULL, params[i].doc);
 	}
 }
 
@@ -403,13 +381,13 @@ void config_write_man(FILE *f)
 	      ".B host\n"
 	      "names the primary and its replicas; pgmoat finds out which is which.\n",
 	      f);
-	man_params_of(f, SETTINGS_DB_PARAMS);
+	man_params(f, SETTINGS_DB_PARAMS);
 	fputs(".SH \"[users] PARAMETERS\"\n"
 	      ".IB name \" = \" \"key\" = \"value ...\"\n"
 	      "overrides pool settings for the user\n"
 	      ".IR name .\n",
 	      f);
-	man_params_of(f, SETTINGS_USER_PARAMS);
+	man_params(f, SETTINGS_USER_PARAMS);
 	fputs(".SH \"[peers] PARAMETERS\"\n"
 	      ".IB id \" = \" \"key\" = \"value ...\"\n"
 	      "names another pgmoat process that shares\n"
@@ -429,7 +407,7 @@ void config_write_man(FILE *f)
 	      "Defined again, the last definition wins.\n"
 	      "A new section applies on reload.\n",
 	      f);
-	man_params_of(f, SETTINGS_PEER_PARAMS);
+	man_params(f, SETTINGS_PEER_PARAMS);
 	fputs(".SH \"PGBOUNCER SETTINGS\"\n"
 	      "These pgbouncer settings are accepted in the file and ignored, with a\n"
 	      "warning:\n",

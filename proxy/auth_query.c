@@ -2,7 +2,6 @@
 
 #include "proxy/auth_query.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +11,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/client.h"
+#include "proxy/pqconn.h"
 #include "proxy/worker.h"
-
-enum aq_state { AQ_CONNECTING, AQ_IDLE, AQ_BUSY };
 
 /* One connection of a worker to one database, for lookups. */
 struct aq_conn {
@@ -22,10 +20,7 @@ struct aq_conn {
 	struct worker *w;
 	struct snapshot *snap; /* the configuration it was opened with */
 	char *key; /* host, port and database */
-	PGconn *pg;
-	ev_io io;
-	int io_fd;
-	enum aq_state state;
+	struct pqconn pc;
 	uint64_t since_usec;
 	struct list waiting; /* struct aq_wait, oldest first */
 	struct aq_wait *current; /* whose query runs */
@@ -41,26 +36,6 @@ struct aq_wait {
 	bool failed; /* the query raised an error */
 };
 
-static void aq_cb(struct ev_loop *loop, ev_io *io, int revents);
-
-static void watch(struct aq_conn *q, bool rd, bool wr)
-{
-	struct ev_loop *loop = q->w->loop;
-	int fd = PQsocket(q->pg);
-	int events = (rd ? EV_READ : 0) | (wr ? EV_WRITE : 0);
-	if (ev_is_active(&q->io) &&
-	    (q->io_fd != fd || (q->io.events & (EV_READ | EV_WRITE)) != events))
-		ev_io_stop(loop, &q->io);
-	if (fd < 0 || !events)
-		return;
-	if (!ev_is_active(&q->io)) {
-		ev_io_init(&q->io, aq_cb, fd, events);
-		q->io.data = q;
-		q->io_fd = fd;
-		ev_io_start(loop, &q->io);
-	}
-}
-
 static void deliver(struct aq_wait *wt, const char *secret, bool failed)
 {
 	struct client *c = wt->c;
@@ -74,10 +49,8 @@ static void deliver(struct aq_wait *wt, const char *secret, bool failed)
 
 static void conn_free(struct aq_conn *q)
 {
-	if (ev_is_active(&q->io))
-		ev_io_stop(q->w->loop, &q->io);
+	pqconn_close(&q->pc);
 	list_del(&q->node);
-	PQfinish(q->pg);
 	snapshot_unref(q->snap);
 	free(q->key);
 	if (q->secret) {
@@ -101,32 +74,20 @@ static void conn_fail(struct aq_conn *q, const char *why)
 static void next_query(struct aq_conn *q)
 {
 	struct list *n = list_first(&q->waiting);
-	if (!n) {
-		q->state = AQ_IDLE;
-		watch(q, true, false); /* notice the server going away */
-		return;
-	}
+	if (!n)
+		return; /* idle: pqconn notices the server going away */
 	struct aq_wait *wt = container_of(n, struct aq_wait, node);
 	const char *user = wt->c ? wt->c->user : "";
 	const char *values[1] = {user};
 	q->current = wt;
 	q->found = false;
-	q->state = AQ_BUSY;
 	q->since_usec = now_usec();
-	if (!PQsendQueryParams(q->pg, q->snap->cfg->auth_query, 1, NULL, values, NULL, NULL, 0)) {
-		conn_fail(q, PQerrorMessage(q->pg));
-		return;
-	}
-	int f = PQflush(q->pg);
-	if (f < 0) {
-		conn_fail(q, PQerrorMessage(q->pg));
-		return;
-	}
-	watch(q, true, f == 1);
+	pqconn_query(&q->pc, q->snap->cfg->auth_query, 1, values);
 }
 
-static void take_result(struct aq_conn *q, PGresult *r)
+static void on_result(struct pqconn *pc, PGresult *r)
 {
+	struct aq_conn *q = pc->arg;
 	ExecStatusType st = PQresultStatus(r);
 	const char *user = q->current && q->current->c ? q->current->c->user : NULL;
 	if (st == PGRES_TUPLES_OK) {
@@ -152,143 +113,74 @@ static void take_result(struct aq_conn *q, PGresult *r)
 	}
 }
 
-static void read_results(struct aq_conn *q)
+/* The lookup is over: its client gets the answer, the next one runs. */
+static void on_done(struct pqconn *pc)
 {
-	if (!PQconsumeInput(q->pg)) {
-		conn_fail(q, PQerrorMessage(q->pg));
-		return;
+	struct aq_conn *q = pc->arg;
+	struct aq_wait *wt = q->current;
+	bool failed = wt && wt->failed;
+	q->current = NULL;
+	if (wt)
+		deliver(wt, q->found ? q->secret : NULL, failed);
+	if (q->secret) {
+		secure_zero(q->secret, strlen(q->secret));
+		free(q->secret);
+		q->secret = NULL;
 	}
-	if (q->state != AQ_BUSY) {
-		/* Idle: only an error or a notice can arrive; a closed
-		 * connection shows as a failed PQconsumeInput above or here. */
-		if (PQstatus(q->pg) != CONNECTION_OK)
-			conn_fail(q, "connection lost");
-		return;
-	}
-	while (!PQisBusy(q->pg)) {
-		PGresult *r = PQgetResult(q->pg);
-		if (!r) {
-			struct aq_wait *wt = q->current;
-			bool failed = wt && wt->failed;
-			q->current = NULL;
-			if (wt)
-				deliver(wt, q->found ? q->secret : NULL, failed);
-			if (q->secret) {
-				secure_zero(q->secret, strlen(q->secret));
-				free(q->secret);
-				q->secret = NULL;
-			}
-			next_query(q);
-			return;
-		}
-		take_result(q, r);
-		PQclear(r);
-	}
-	watch(q, true, false);
+	next_query(q);
 }
 
-static void connect_step(struct aq_conn *q)
+static void on_connected(struct pqconn *pc)
 {
-	switch (PQconnectPoll(q->pg)) {
-	case PGRES_POLLING_READING:
-		watch(q, true, false);
-		return;
-	case PGRES_POLLING_WRITING:
-		watch(q, false, true);
-		return;
-	case PGRES_POLLING_FAILED: {
-		char why[512];
-		snprintf(why, sizeof(why), "could not connect: %s", PQerrorMessage(q->pg));
-		/* libpq's messages end with a newline */
-		size_t n = strlen(why);
-		while (n > 0 && (why[n - 1] == '\n' || why[n - 1] == ' '))
-			why[--n] = '\0';
-		conn_fail(q, why);
-		return;
-	}
-	default:
-		break;
-	}
-	if (PQsetnonblocking(q->pg, 1) != 0) {
-		conn_fail(q, "could not make the connection non-blocking");
-		return;
-	}
+	struct aq_conn *q = pc->arg;
 	log_debug("auth_query (%s): connected", q->key);
 	next_query(q);
 }
 
-static void aq_cb(struct ev_loop *loop, ev_io *io, int revents)
+static void on_failed(struct pqconn *pc, const char *why)
 {
-	struct aq_conn *q = io->data;
-	(void)loop;
-	if (q->state == AQ_CONNECTING) {
-		connect_step(q);
-		return;
-	}
-	if (revents & EV_WRITE) {
-		int f = PQflush(q->pg);
-		if (f < 0) {
-			conn_fail(q, PQerrorMessage(q->pg));
-			return;
-		}
-		watch(q, true, f == 1);
-	}
-	if (revents & EV_READ)
-		read_results(q);
+	conn_fail(pc->arg, why);
 }
 
-/* libpq keywords for the lookup connection, from the [databases] entry
- * and auth_user's password in auth_file. */
-static struct aq_conn *conn_open(struct worker *w, const struct db_entry *db, const char *dbname,
-                                 const char *key)
+static const struct pqconn_ops aq_ops = {on_connected, on_result, on_done, on_failed};
+
+static struct aq_conn *conn_new(struct worker *w, const char *key)
 {
-	const struct config *cfg = w->snap->cfg;
-	const char *password = userlist_lookup(w->snap->users, cfg->auth_user);
-	char port[16], timeout[16];
-	snprintf(port, sizeof(port), "%d", db->port > 0 ? db->port : 5432);
-	snprintf(timeout, sizeof(timeout), "%d", (int)(cfg->server_connect_timeout + 0.999));
-	static const char *const modes[] = {"disable", "allow",     "prefer",
-	                                    "require", "verify-ca", "verify-full"};
-	const char *keys[16], *vals[16];
-	int n = 0;
-#define KV(k, v)                                                                                   \
-	do {                                                                                       \
-		keys[n] = (k);                                                                     \
-		vals[n] = (v);                                                                     \
-		n++;                                                                               \
-	} while (0)
-	KV("host", db->host && *db->host ? db->host : "/var/run/postgresql");
-	KV("port", port);
-	KV("dbname", dbname);
-	KV("user", cfg->auth_user);
-	if (password && secret_kind_of(password) == SECRET_PLAIN)
-		KV("password", password);
-	/* search_path pinned: nothing a client sent reaches this session. */
-	KV("options", "-c search_path=pg_catalog");
-	KV("application_name", "pgmoat auth_query");
-	KV("connect_timeout", timeout);
-	KV("target_session_attrs", "read-write");
-	KV("sslmode", modes[cfg->server_tls_sslmode]);
-	if (cfg->server_tls_ca_file[0])
-		KV("sslrootcert", cfg->server_tls_ca_file);
-	if (cfg->server_tls_cert_file[0]) {
-		KV("sslcert", cfg->server_tls_cert_file);
-		KV("sslkey", cfg->server_tls_key_file);
-	}
-	KV(NULL, NULL);
-#undef KV
 	struct aq_conn *q = xcalloc(1, sizeof(*q));
 	q->w = w;
 	q->snap = w->snap;
 	snapshot_ref(q->snap);
 	q->key = xstrdup(key);
-	q->state = AQ_CONNECTING;
 	q->since_usec = now_usec();
-	q->io_fd = -1;
 	list_init(&q->waiting);
 	list_append(&w->auth_queries, &q->node);
-	q->pg = PQconnectStartParams(keys, vals, 0);
+	pqconn_init(&q->pc, w->loop, &aq_ops, q, q->key);
 	return q;
+}
+
+/* The lookup connection: the [databases] entry's address, auth_user with
+ * its password from auth_file, the server TLS settings. */
+static void conn_start(struct aq_conn *q, const struct db_entry *db, const char *dbname)
+{
+	const struct config *cfg = q->snap->cfg;
+	const char *password = userlist_lookup(q->snap->users, cfg->auth_user);
+	struct pqconn_target t = {
+	        .host = db->host,
+	        .port = db->port,
+	        .dbname = dbname,
+	        .user = cfg->auth_user,
+	        .password = password && secret_kind_of(password) == SECRET_PLAIN ? password : NULL,
+	        /* search_path pinned: nothing a client sent reaches this session. */
+	        .options = "-c search_path=pg_catalog",
+	        .application_name = "pgmoat auth_query",
+	        .target_session_attrs = "read-write",
+	        .connect_timeout = (int)(cfg->server_connect_timeout + 0.999),
+	        .sslmode = cfg->server_tls_sslmode,
+	        .sslrootcert = cfg->server_tls_ca_file,
+	        .sslcert = cfg->server_tls_cert_file,
+	        .sslkey = cfg->server_tls_key_file,
+	};
+	pqconn_open(&q->pc, &t);
 }
 
 void auth_query_lookup(struct client *c)
@@ -314,7 +206,7 @@ void auth_query_lookup(struct client *c)
 		if (strcmp(x->key, key) != 0)
 			continue;
 		/* Opened with an older configuration: replaced when idle. */
-		if (x->snap != w->snap && x->state == AQ_IDLE) {
+		if (x->snap != w->snap && x->pc.state == PQCONN_IDLE && !x->current) {
 			conn_free(x);
 			continue;
 		}
@@ -323,21 +215,16 @@ void auth_query_lookup(struct client *c)
 	}
 	bool fresh = !q;
 	if (!q)
-		q = conn_open(w, db, dbname, key);
+		q = conn_new(w, key);
 	struct aq_wait *wt = xcalloc(1, sizeof(*wt));
 	wt->c = c;
 	wt->conn = q;
 	c->aq = wt;
 	list_append(&q->waiting, &wt->node);
-	if (fresh) {
-		if (!q->pg || PQstatus(q->pg) == CONNECTION_BAD) {
-			conn_fail(q, q->pg ? PQerrorMessage(q->pg) : "out of memory");
-			return;
-		}
-		connect_step(q);
-	} else if (q->state == AQ_IDLE) {
+	if (fresh)
+		conn_start(q, db, dbname);
+	else if (q->pc.state == PQCONN_IDLE && !q->current)
 		next_query(q);
-	}
 }
 
 void auth_query_cancel(struct client *c)
@@ -362,10 +249,10 @@ void auth_query_sweep(struct worker *w, uint64_t now)
 	list_for_each_safe(pos, tmp, &w->auth_queries)
 	{
 		struct aq_conn *q = container_of(pos, struct aq_conn, node);
-		if (q->state != AQ_IDLE && usec_since(now, q->since_usec) > limit * 1e6)
+		if (q->pc.state != PQCONN_IDLE && usec_since(now, q->since_usec) > limit * 1e6)
 			conn_fail(q,
-			          q->state == AQ_CONNECTING ? "connect timed out"
-			                                    : "query timed out");
+			          q->pc.state == PQCONN_CONNECTING ? "connect timed out"
+			                                           : "query timed out");
 	}
 }
 

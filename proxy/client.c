@@ -471,11 +471,15 @@ void client_acquire(struct client *c, bool allow_reserve)
 		         sizeof(state));
 		strlcopy(msg, c->pool->last_error, sizeof(msg));
 		pthread_mutex_unlock(&c->pool->lock);
-		/* Between transactions the client stays: its request fails. */
-		uint32_t end = c->pool->mode != POOL_SESSION ? request_end(c) : 0;
+		/* Between transactions the client stays: its request fails, once
+		 * all of it has arrived (client_read_cb). */
+		bool stays = c->pool->mode != POOL_SESSION && c->welcomed;
+		uint32_t end = stays ? request_end(c) : 0;
 		if (end) {
 			log_client(c, LL_WARNING, "%s", msg);
 			refuse_request(c, end, state, msg);
+		} else if (stays) {
+			c->route_pending = true;
 		} else {
 			client_fatal(c, state, "%s", msg);
 		}
@@ -568,13 +572,20 @@ void client_login(struct client *c, const uint8_t *client_key, const uint8_t *se
 		buf_release(b, &c->w->bufs, false); /* an idle client holds no buffer */
 }
 
-/* An idle client sent something: it needs a server. */
+/* An idle client sent something: it needs a server.  Its request may be
+ * over before this returns (refused, or answered by pgmoat), and the next
+ * one begun: worker_step keeps that from nesting. */
 static void client_begin(struct client *c)
 {
 	if (c->admin) {
 		admin_step(c);
 		return;
 	}
+	worker_step(c->w, STEP_CLIENT_BEGIN, c);
+}
+
+void client_begin_step(struct client *c)
+{
 	const struct buf *b = &c->conn.in;
 	if (c->conn.frame.remaining == 0 && buf_unparsed(b) > 0 && b->data[b->parsed] == 'X') {
 		client_close(c, "client disconnected");
@@ -844,7 +855,10 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 		client_begin(c);
 		break;
 	case CL_WAITING:
-		/* Kept until a server is there; a full buffer stops reading. */
+		/* Kept until a server is there; a full buffer stops reading.  A
+		 * request to be refused is, once it is all there. */
+		if (c->route_pending && request_end(c))
+			client_route_acquire(c);
 		break;
 	case CL_ACTIVE:
 		/* Not while pgmoat runs a query of its own on the server. */

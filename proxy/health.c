@@ -2,7 +2,6 @@
 
 #include "proxy/health.h"
 
-#include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "pool/pool.h"
-
-#define HEALTH_SOCKDIR "/var/run/postgresql"
+#include "proxy/pqconn.h"
 
 /* One statement: in recovery, WAL position in bytes (replayed on a
  * replica, current on a primary) and a replica's replay delay (0 once it
@@ -33,8 +31,6 @@ static const char probe_sql[] =
         "0::pg_catalog.numeric) END)::pg_catalog.float8 "
         "FROM (SELECT pg_catalog.pg_is_in_recovery() AS r) AS s";
 
-enum probe_state { PROBE_CLOSED, PROBE_CONNECTING, PROBE_IDLE, PROBE_QUERY };
-
 /* How the probes log in; a change reopens the connections. */
 struct probe_params {
 	char *user;
@@ -53,11 +49,8 @@ struct probe {
 	uint64_t key;
 	char *label; /* "host:port", for logs */
 	bool listed; /* seen by the health_configure() that is running */
-	enum probe_state state;
-	PGconn *pg;
+	struct pqconn pc;
 	unsigned conn_gen; /* h->conn_gen when it was opened */
-	ev_io io;
-	int io_fd;
 	ev_timer deadline; /* the running probe's health_check_timeout */
 	bool busy; /* a probe is running */
 	uint64_t round; /* the round it belongs to */
@@ -243,56 +236,6 @@ static void round_check(struct health *h, uint64_t round)
 
 /* --- one probe */
 
-static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents);
-
-static void watch(struct probe *p, bool rd, bool wr)
-{
-	struct ev_loop *loop = p->h->loop;
-	int fd = p->pg ? PQsocket(p->pg) : -1;
-	int events = (rd ? EV_READ : 0) | (wr ? EV_WRITE : 0);
-	if (ev_is_active(&p->io) &&
-	    (p->io_fd != fd || (p->io.events & (EV_READ | EV_WRITE)) != events))
-		ev_io_stop(loop, &p->io);
-	if (fd < 0 || !events)
-		return;
-	if (!ev_is_active(&p->io)) {
-		ev_io_init(&p->io, probe_io_cb, fd, events);
-		p->io_fd = fd;
-		ev_io_start(loop, &p->io);
-	}
-}
-
-static void probe_close(struct probe *p)
-{
-	if (ev_is_active(&p->io))
-		ev_io_stop(p->h->loop, &p->io);
-	p->io_fd = -1;
-	if (p->pg)
-		PQfinish(p->pg);
-	p->pg = NULL;
-	p->state = PROBE_CLOSED;
-}
-
-/* libpq's messages end with a newline and may hold more lines ("\n\tIs
- * the server running..."): one line for the log. */
-static void one_line(char *s)
-{
-	char *w = s;
-	for (const char *r = s; *r; r++) {
-		if (*r == '\n' || *r == '\r' || *r == '\t') {
-			while (r[1] == '\n' || r[1] == '\r' || r[1] == '\t' || r[1] == ' ')
-				r++;
-			if (w > s && w[-1] != ' ')
-				*w++ = ' ';
-			continue;
-		}
-		*w++ = *r;
-	}
-	while (w > s && w[-1] == ' ')
-		w--;
-	*w = '\0';
-}
-
 static void record_failure(struct probe *p, const char *why)
 {
 	struct health *h = p->h;
@@ -332,14 +275,11 @@ static void probe_done(struct probe *p, const char *why)
 	p->error = NULL;
 	if (why) {
 		char msg[512];
-		strlcopy(msg, why, sizeof(msg));
-		one_line(msg);
-		probe_close(p);
+		pqconn_one_line(msg, sizeof(msg), why);
+		pqconn_close(&p->pc);
 		record_failure(p, msg[0] ? msg : "failed");
 	} else {
 		record_success(p);
-		p->state = PROBE_IDLE;
-		watch(p, true, false); /* notice the server going away */
 	}
 	round_check(h, p->round);
 }
@@ -347,21 +287,12 @@ static void probe_done(struct probe *p, const char *why)
 static void send_probe(struct probe *p)
 {
 	p->got_row = false;
-	p->state = PROBE_QUERY;
-	if (!PQsendQuery(p->pg, probe_sql)) {
-		probe_done(p, PQerrorMessage(p->pg));
-		return;
-	}
-	int f = PQflush(p->pg);
-	if (f < 0) {
-		probe_done(p, PQerrorMessage(p->pg));
-		return;
-	}
-	watch(p, true, f == 1);
+	pqconn_query(&p->pc, probe_sql, 0, NULL);
 }
 
-static void take_result(struct probe *p, PGresult *r)
+static void on_result(struct pqconn *pc, PGresult *r)
 {
+	struct probe *p = pc->arg;
 	ExecStatusType st = PQresultStatus(r);
 	if (st == PGRES_TUPLES_OK) {
 		if (PQntuples(r) != 1 || PQnfields(r) != 3 || PQgetisnull(r, 0, 0) ||
@@ -392,157 +323,58 @@ static void take_result(struct probe *p, PGresult *r)
 	}
 }
 
-/* Reads what arrived; ends the probe when its answer is complete. */
-static void read_results(struct probe *p)
+/* The probe's answer is complete. */
+static void on_done(struct pqconn *pc)
 {
-	if (!PQconsumeInput(p->pg)) {
-		if (p->busy) {
-			probe_done(p, PQerrorMessage(p->pg));
-		} else {
-			log_debug("health: %s: connection lost between probes", p->label);
-			probe_close(p);
-		}
-		return;
+	struct probe *p = pc->arg;
+	if (p->error) {
+		char *e = p->error;
+		p->error = NULL;
+		probe_done(p, e);
+		free(e);
+	} else if (!p->got_row) {
+		probe_done(p, "no answer to the probe");
+	} else {
+		probe_done(p, NULL);
 	}
-	if (p->state != PROBE_QUERY) {
-		/* Idle: only a notice or the server going away can come. */
-		if (PQstatus(p->pg) != CONNECTION_OK) {
-			log_debug("health: %s: connection lost between probes", p->label);
-			probe_close(p);
-		}
-		return;
-	}
-	while (!PQisBusy(p->pg)) {
-		PGresult *r = PQgetResult(p->pg);
-		if (!r) {
-			if (p->error) {
-				char *e = p->error;
-				p->error = NULL;
-				probe_done(p, e);
-				free(e);
-			} else if (!p->got_row) {
-				probe_done(p, "no answer to the probe");
-			} else {
-				probe_done(p, NULL);
-			}
-			return;
-		}
-		take_result(p, r);
-		PQclear(r);
-	}
-	watch(p, true, false);
 }
 
-static void connect_step(struct probe *p)
+static void on_connected(struct pqconn *pc)
 {
-	switch (PQconnectPoll(p->pg)) {
-	case PGRES_POLLING_READING:
-		watch(p, true, false);
-		return;
-	case PGRES_POLLING_WRITING:
-		watch(p, false, true);
-		return;
-	case PGRES_POLLING_FAILED: {
-		char why[512];
-		snprintf(why, sizeof(why), "could not connect: %s", PQerrorMessage(p->pg));
-		probe_done(p, why);
-		return;
-	}
-	default:
-		break;
-	}
-	if (PQsetnonblocking(p->pg, 1) != 0) {
-		probe_done(p, "could not make the connection non-blocking");
-		return;
-	}
+	struct probe *p = pc->arg;
 	log_debug("health: %s: connected", p->label);
 	send_probe(p);
 }
 
-static void probe_step(struct probe *p, int revents)
+static void on_failed(struct pqconn *pc, const char *why)
 {
-	if (p->state == PROBE_CONNECTING) {
-		connect_step(p);
-		return;
-	}
-	if (revents & EV_WRITE) {
-		int f = PQflush(p->pg);
-		if (f < 0) {
-			probe_done(p, PQerrorMessage(p->pg));
-			return;
-		}
-		watch(p, true, f == 1);
-	}
-	if ((revents & EV_READ) && p->pg)
-		read_results(p);
+	struct probe *p = pc->arg;
+	if (p->busy)
+		probe_done(p, why);
+	else
+		log_debug("health: %s: connection lost between probes (%s)", p->label, why);
 }
 
-static void probe_io_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-	(void)loop;
-	probe_step(container_of(io, struct probe, io), revents);
-}
-
-static void notice_cb(void *arg, const char *message)
-{
-	struct probe *p = arg;
-	char msg[512];
-	strlcopy(msg, message, sizeof(msg));
-	one_line(msg);
-	log_debug("health: %s: %s", p->label, msg);
-}
+static const struct pqconn_ops probe_ops = {on_connected, on_result, on_done, on_failed};
 
 static void probe_connect(struct probe *p)
 {
 	const struct probe_params *pp = &p->h->params;
-	static const char *const modes[] = {"disable", "allow",     "prefer",
-	                                    "require", "verify-ca", "verify-full"};
-	char port[16], timeout[16];
-	snprintf(port, sizeof(port), "%d", p->port);
-	snprintf(timeout, sizeof(timeout), "%d", pp->connect_timeout);
-	const char *keys[16], *vals[16];
-	int n = 0;
-#define KV(k, v)                                                                                   \
-	do {                                                                                       \
-		keys[n] = (k);                                                                     \
-		vals[n] = (v);                                                                     \
-		n++;                                                                               \
-	} while (0)
-	KV("host", p->host ? p->host : HEALTH_SOCKDIR);
-	KV("port", port);
-	KV("dbname", pp->dbname);
-	KV("user", pp->user);
-	if (pp->password)
-		KV("password", pp->password);
-	KV("application_name", "pgmoat health");
-	KV("connect_timeout", timeout);
-	KV("sslmode",
-	   pp->sslmode >= 0 && pp->sslmode < (int)ARRAY_SIZE(modes) ? modes[pp->sslmode]
-	                                                            : "prefer");
-	KV("gssencmode", "disable");
-	if (pp->sslrootcert[0])
-		KV("sslrootcert", pp->sslrootcert);
-	if (pp->sslcert[0]) {
-		KV("sslcert", pp->sslcert);
-		KV("sslkey", pp->sslkey);
-	}
-	KV(NULL, NULL);
-#undef KV
-	p->pg = PQconnectStartParams(keys, vals, 0);
+	struct pqconn_target t = {
+	        .host = p->host,
+	        .port = p->port,
+	        .dbname = pp->dbname,
+	        .user = pp->user,
+	        .password = pp->password,
+	        .application_name = "pgmoat health",
+	        .connect_timeout = pp->connect_timeout,
+	        .sslmode = pp->sslmode,
+	        .sslrootcert = pp->sslrootcert,
+	        .sslcert = pp->sslcert,
+	        .sslkey = pp->sslkey,
+	};
 	p->conn_gen = p->h->conn_gen;
-	p->state = PROBE_CONNECTING;
-	if (!p->pg) {
-		probe_done(p, "out of memory");
-		return;
-	}
-	if (PQstatus(p->pg) == CONNECTION_BAD) {
-		char why[512];
-		snprintf(why, sizeof(why), "could not connect: %s", PQerrorMessage(p->pg));
-		probe_done(p, why);
-		return;
-	}
-	PQsetNoticeProcessor(p->pg, notice_cb, p);
-	connect_step(p);
+	pqconn_open(&p->pc, &t);
 }
 
 /* The deadline passed.  The loop may have been held up (a long callback
@@ -553,28 +385,29 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	struct probe *p = container_of(t, struct probe, deadline);
-	for (int i = 0; i < 32 && p->busy && p->pg && ev_is_active(&p->io); i++) {
-		struct pollfd pfd = {.fd = p->io_fd, .events = 0};
-		if (p->io.events & EV_READ)
+	struct pqconn *pc = &p->pc;
+	for (int i = 0; i < 32 && p->busy && pc->pg && ev_is_active(&pc->io); i++) {
+		struct pollfd pfd = {.fd = pc->io_fd, .events = 0};
+		if (pc->io.events & EV_READ)
 			pfd.events |= POLLIN;
-		if (p->io.events & EV_WRITE)
+		if (pc->io.events & EV_WRITE)
 			pfd.events |= POLLOUT;
 		if (poll(&pfd, 1, 0) != 1)
 			break;
 		int revents_io = 0;
 		if (pfd.revents & (POLLIN | POLLERR | POLLHUP))
-			revents_io |= p->io.events & EV_READ ? EV_READ : 0;
+			revents_io |= pc->io.events & EV_READ ? EV_READ : 0;
 		if (pfd.revents & (POLLOUT | POLLERR | POLLHUP))
-			revents_io |= p->io.events & EV_WRITE ? EV_WRITE : 0;
+			revents_io |= pc->io.events & EV_WRITE ? EV_WRITE : 0;
 		if (!revents_io)
 			break;
-		probe_step(p, revents_io);
+		pqconn_step(pc, revents_io);
 	}
 	if (!p->busy)
 		return;
 	char why[64];
 	snprintf(why, sizeof(why), "%s timed out after %.3g s",
-	         p->state == PROBE_CONNECTING ? "connection" : "probe", p->h->timeout);
+	         pc->state == PQCONN_CONNECTING ? "connection" : "probe", p->h->timeout);
 	probe_done(p, why);
 }
 
@@ -590,13 +423,12 @@ static void probe_start(struct probe *p, uint64_t round)
 	p->error = NULL;
 	ev_timer_set(&p->deadline, h->timeout, 0.);
 	ev_timer_start(h->loop, &p->deadline);
-	if (p->state != PROBE_CLOSED && p->conn_gen != h->conn_gen)
-		probe_close(p); /* opened with settings a reload changed */
-	if (p->state == PROBE_IDLE && PQstatus(p->pg) == CONNECTION_OK) {
+	if (p->pc.state != PQCONN_CLOSED && p->conn_gen != h->conn_gen)
+		pqconn_close(&p->pc); /* opened with settings a reload changed */
+	if (p->pc.state == PQCONN_IDLE && PQstatus(p->pc.pg) == CONNECTION_OK) {
 		send_probe(p);
 		return;
 	}
-	probe_close(p);
 	probe_connect(p);
 }
 
@@ -607,12 +439,10 @@ static struct probe *probe_new(struct health *h, const char *host, int port)
 	p->host = host ? xstrdup(host) : NULL;
 	p->port = port;
 	p->key = health_key(host, port);
-	size_t len = strlen(host ? host : HEALTH_SOCKDIR) + 16;
+	size_t len = strlen(host ? host : PQCONN_SOCKDIR) + 16;
 	p->label = xmalloc(len);
-	snprintf(p->label, len, "%s:%d", host ? host : HEALTH_SOCKDIR, port);
-	p->state = PROBE_CLOSED;
-	p->io_fd = -1;
-	ev_io_init(&p->io, probe_io_cb, -1, 0);
+	snprintf(p->label, len, "%s:%d", host ? host : PQCONN_SOCKDIR, port);
+	pqconn_init(&p->pc, h->loop, &probe_ops, p, p->label);
 	ev_timer_init(&p->deadline, deadline_cb, 0., 0.);
 	p->st.key = p->key;
 	p->st.port = port;
@@ -623,7 +453,7 @@ static struct probe *probe_new(struct health *h, const char *host, int port)
 static void probe_free(struct probe *p)
 {
 	ev_timer_stop(p->h->loop, &p->deadline);
-	probe_close(p);
+	pqconn_close(&p->pc);
 	free(p->error);
 	free(p->host);
 	free(p->label);

@@ -600,6 +600,11 @@ static void server_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 void server_offer(struct server *s)
 {
+	worker_step(s->w, STEP_SERVER_OFFER, s);
+}
+
+void server_offer_step(struct server *s)
+{
 	struct worker *w = s->w;
 	if (s->cancel) {
 		/* A cancel for its last client's query is still on its way. */

@@ -76,6 +76,7 @@ struct server {
 
 	struct cancel_conn *cancel; /* a CancelRequest on its way to the backend */
 	bool offer_after_cancel; /* freed meanwhile: offered once it is delivered */
+	bool offer_queued; /* its offer waits in the worker's steps (worker_step) */
 	uint64_t busy_since_usec; /* when the oldest unanswered request was sent */
 	uint64_t xact_since_usec; /* when the running transaction began */
 	uint64_t quiet_since_usec; /* when it last answered everything */
@@ -107,8 +108,11 @@ const char *server_state_name(enum server_state s);
 void server_open(struct worker *w, struct pool *pool);
 /* Close and release the pool slot; `why` is logged. */
 void server_close(struct server *s, const char *why);
-/* A free server: hand it to the oldest waiter, or keep it idle. */
+/* A free server: hand it to the oldest waiter, or keep it idle (a
+ * worker_step: maybe right after the step running now). */
 void server_offer(struct server *s);
+/* The same, now (worker_step runs it). */
+void server_offer_step(struct server *s);
 /* The client is done with the server (session end): clean it and offer it. */
 void server_release(struct server *s);
 /* Run `sql` on the server, swallowing its replies; `cb` gets the outcome. */

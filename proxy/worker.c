@@ -115,6 +115,67 @@ void worker_defer_free_server(struct worker *w, struct server *s)
 	w->n_servers--;
 }
 
+/* `queued`: things may have changed since it was asked for (the client
+ * closed, or already began; the server closed). */
+static void step_run(struct worker_step_item it, bool queued)
+{
+	switch (it.kind) {
+	case STEP_CLIENT_BEGIN: {
+		struct client *c = it.obj;
+		if (!queued || (c->state == CL_IDLE && buf_unparsed(&c->conn.in) > 0))
+			client_begin_step(c);
+		break;
+	}
+	case STEP_SERVER_OFFER: {
+		struct server *s = it.obj;
+		if (queued)
+			s->offer_queued = false;
+		if (!queued || (s->state != SV_CLOSING && !s->client))
+			server_offer_step(s);
+		break;
+	}
+	}
+}
+
+static void step_push(struct worker *w, struct worker_step_item it)
+{
+	if (w->steps_head + w->steps_len == w->steps_cap) {
+		if (w->steps_head > 0) {
+			memmove(w->steps, w->steps + w->steps_head,
+			        w->steps_len * sizeof(*w->steps));
+			w->steps_head = 0;
+		} else {
+			w->steps_cap = w->steps_cap ? 2 * w->steps_cap : 64;
+			w->steps = xrealloc(w->steps, w->steps_cap * sizeof(*w->steps));
+		}
+	}
+	w->steps[w->steps_head + w->steps_len++] = it;
+}
+
+void worker_step(struct worker *w, enum worker_step_kind kind, void *obj)
+{
+	struct worker_step_item it = {kind, obj};
+	if (w->stepping) {
+		if (kind == STEP_SERVER_OFFER) {
+			struct server *s = obj;
+			if (s->offer_queued)
+				return;
+			s->offer_queued = true;
+		}
+		step_push(w, it);
+		return;
+	}
+	w->stepping = true;
+	step_run(it, false);
+	while (w->steps_len > 0) {
+		it = w->steps[w->steps_head++];
+		w->steps_len--;
+		step_run(it, true);
+	}
+	w->steps_head = 0;
+	w->stepping = false;
+}
+
 static void reaper_cb(struct ev_loop *loop, ev_check *chk, int revents)
 {
 	struct worker *w = container_of(chk, struct worker, reaper);
@@ -397,6 +458,7 @@ static void worker_destroy(struct worker *w)
 	}
 	auth_query_close_all(w);
 	cancel_table_free(w);
+	free(w->steps);
 	ps_registry_free(w->ps);
 	buf_cache_destroy(&w->bufs);
 	snapshot_unref(w->snap);

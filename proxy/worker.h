@@ -108,6 +108,11 @@ struct worker {
 	uint32_t cancel_count;
 	int cancel_peer_id; /* peer_id at start (proxy/cancel.h) */
 
+	/* Steps queued behind the one running (worker_step). */
+	struct worker_step_item *steps;
+	size_t steps_head, steps_len, steps_cap;
+	bool stepping;
+
 	struct worker_stats stats;
 	/* What other threads read (SHOW, metrics): copied by the sweep every
 	 * 100 ms under pub_lock. */
@@ -131,6 +136,24 @@ void worker_post(struct worker *w, struct wmsg *m);
 void workers_reload(struct runtime *rt);
 /* Tell every worker to stop accepting (graceful) or close everything (fast). */
 void workers_shutdown(struct runtime *rt);
+
+/* Steps that pass a server or a client's next request on.  One can lead
+ * into the other without waiting for the network (a pipelined request
+ * answered by pgmoat itself, a released server handed to a waiter whose
+ * request ends at once, ...), so run as plain calls they would nest once
+ * per request and a long enough pipeline would exhaust the stack. */
+enum worker_step_kind {
+	STEP_CLIENT_BEGIN, /* client_begin_step(): an idle client sent something */
+	STEP_SERVER_OFFER, /* server_offer_step(): a free server looks for a client */
+};
+struct worker_step_item {
+	enum worker_step_kind kind;
+	void *obj;
+};
+/* Runs the step now, or, when another step is already running on this
+ * worker's stack, queues it to run right after that one: the stack stays
+ * one step deep however many follow each other. */
+void worker_step(struct worker *w, enum worker_step_kind kind, void *obj);
 
 /* Connections closed from inside a callback are freed in the worker's
  * ev_check, after the callback returned. */

@@ -201,6 +201,13 @@ static void test_read_your_writes(struct h_moat *m)
 		PGresult *r = PQexecParams(writer, "select v from t where id = $1::int", 1, NULL,
 		                           params, NULL, NULL, 0);
 		bool good = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+		if (!good) {
+			diag("pair %d: the select of row %s: %s, %d rows %s", i, id,
+			     PQresStatus(PQresultStatus(r)), PQntuples(r), PQresultErrorMessage(r));
+			char *where = h_value(writer, "select inet_server_port()");
+			diag("the next read ran on port %s", where ? where : "?");
+			free(where);
+		}
 		PQclear(r);
 		free(id);
 		if (!good)
