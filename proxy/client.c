@@ -649,6 +649,7 @@ void client_pump(struct client *c)
 	 * What came before it is flushed first. */
 	bool terminate = false;
 	bool was_quiet = server_quiet(s);
+	uint32_t unparsed = buf_unparsed(b);
 	if (s->mode == POOL_SESSION) {
 		if (!session_messages(c, s, &terminate))
 			return;
@@ -694,8 +695,12 @@ void client_pump(struct client *c)
 		buf_release(b, &c->w->bufs, false);
 	conn_want_read(c->w->loop, &c->conn, true);
 	/* Messages that get no reply (CopyData after a failed COPY, which the
-	 * server drops) leave the transaction over. */
-	if (s->mode != POOL_SESSION && s->ready_status == 'I' && server_quiet(s))
+	 * server drops) leave the transaction over.  Only a message that moved
+	 * does: the start of one that has not all arrived keeps the server
+	 * until the rest comes (giving the server back would begin the same
+	 * request again at once, without end). */
+	bool moved = sent > 0 || buf_unparsed(b) < unparsed;
+	if (s->mode != POOL_SESSION && s->ready_status == 'I' && server_quiet(s) && moved)
 		client_server_idle(c);
 }
 
