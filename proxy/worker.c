@@ -238,7 +238,7 @@ static void close_all(struct worker *w, bool fast);
 
 static void check_stopped(struct worker *w)
 {
-	if (atomic_load(&w->rt->shutdown) == SHUTDOWN_NONE)
+	if (!w->stopping || atomic_load(&w->rt->shutdown) == SHUTDOWN_NONE)
 		return;
 	if (w->n_clients == 0) {
 		struct list *pos, *tmp;
@@ -261,6 +261,7 @@ static void begin_shutdown(struct worker *w)
 	if (mode != SHUTDOWN_FAST)
 		listener_drain(w);
 	listener_close(w);
+	w->stopping = true;
 	close_all(w, mode == SHUTDOWN_FAST);
 	check_stopped(w);
 }
@@ -368,7 +369,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	auth_query_sweep(w, now);
 	if (w->id == 0 && atomic_load(&w->rt->shutdown) == SHUTDOWN_NONE)
 		pool_registry_foreach(min_pool_cb, w);
-	if (atomic_load(&w->rt->shutdown) != SHUTDOWN_NONE) {
+	if (w->stopping) {
 		close_all(w, atomic_load(&w->rt->shutdown) == SHUTDOWN_FAST);
 		check_stopped(w);
 	}

@@ -78,6 +78,9 @@ struct worker {
 	struct list inbox;
 	atomic_bool reload_pending;
 	atomic_bool stop_pending;
+	/* begin_shutdown() ran: the listeners are closed.  Only then may the
+	 * loop end (rt->shutdown is set a moment before the wake-up). */
+	bool stopping;
 
 	ev_io listen_io[MAX_LISTENERS];
 	int n_listen;
