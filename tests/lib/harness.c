@@ -583,7 +583,7 @@ void h_init(const char *name, int timeout_s)
 		h_rt.bin = h_strdupf("%s/pgmoat", h_rt.builddir);
 	h_rt.keep = getenv("PGMOAT_KEEP_TMP") && strcmp(getenv("PGMOAT_KEEP_TMP"), "0") != 0;
 	parse_wrapper(env_or("PGMOAT_TEST_WRAPPER", ""));
-	h_rt.slow = atof(env_or("PGMOAT_TEST_SLOW", h_rt.wrapper[0] ? "10" : "1"));
+	h_rt.slow = atof(env_or("PGMOAT_TEST_SLOW", h_rt.wrapper[0] ? "5" : "1"));
 	if (!(h_rt.slow >= 1 && h_rt.slow <= 1000))
 		h_rt.slow = 1;
 	timeout_s = (int)(timeout_s * h_rt.slow);

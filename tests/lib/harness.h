@@ -48,7 +48,7 @@ void h_bail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 const char *h_tmpdir(void);
 const char *h_pgmoat_bin(void);
 const char *h_srcdir(void);
-/* How much slower pgmoat runs than plain: PGMOAT_TEST_SLOW if set, else 10
+/* How much slower pgmoat runs than plain: PGMOAT_TEST_SLOW if set, else 5
  * under PGMOAT_TEST_WRAPPER, else 1.  The harness stretches by it the
  * test's overall timeout and its own waits on pgmoat (start-up, reload,
  * log lines, exit); a test may stretch its own deadlines with it. */
