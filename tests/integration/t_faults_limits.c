@@ -11,8 +11,8 @@
  *   are free again;
  * - pgmoat's RSS across 1,000,000 transactions (libpq pipeline mode, 8
  *   clients, 1,000 one-query transactions per round trip): within 5%
- *   between after a warm-up of 100,000 and the end.  Under
- *   AddressSanitizer the count is 200,000 (said in the output). */
+ *   between after a warm-up of 100,000 and the end (under
+ *   AddressSanitizer too, with no quarantine; said in the output). */
 #include <config.h>
 
 #include <errno.h>
@@ -82,7 +82,7 @@ static int startup_answer(int fd, char state[6], char *msg, size_t msglen)
 	state[0] = msg[0] = '\0';
 	for (int i = 0; i < 100; i++) {
 		struct wire_msg m;
-		if (wire_read_msg(fd, &m, 20) != 1)
+		if (wire_read_msg(fd, &m, 5) != 1)
 			return -1;
 		char type = m.type;
 		if (type == 'E') {
@@ -267,17 +267,33 @@ static void out_of_fds(struct h_pg *pg)
 
 static void rss_flat(struct h_pg *pg)
 {
-#ifdef ASAN
-	const long total = 200000;
-	diag("AddressSanitizer build: %ld transactions instead of 1,000,000", total);
-#else
-	const long total = 1000000;
-#endif
-	const long warm = 100000, per_round = 1000;
+	const long total = 1000000, warm = 100000, per_round = 1000;
 	enum { CLIENTS = 8 };
 	struct h_moat *m = h_moat_new(pg);
-	if (!h_moat_write_std_ini(m, "pool_size=4", "pool_mode = transaction\n") ||
-	    !h_moat_start(m, NULL))
+	if (!h_moat_write_std_ini(m, "pool_size=4", "pool_mode = transaction\n"))
+		h_bail("ini");
+#ifdef ASAN
+	/* AddressSanitizer keeps freed memory in a quarantine (256 MB by
+	 * default) that fills slowly when little is freed (measured: +67% over
+	 * 1M transactions even with 16 MB), which looks like growth: none
+	 * here.  Leaks are still checked at exit (h_done). */
+	const char *old = getenv("ASAN_OPTIONS");
+	char *opts = h_strdupf("%s%squarantine_size_mb=0:thread_local_quarantine_size_kb=0",
+	                       old ? old : "", old ? ":" : "");
+	char *saved = old ? strdup(old) : NULL;
+	setenv("ASAN_OPTIONS", opts, 1);
+	diag("AddressSanitizer build: pgmoat runs with ASAN_OPTIONS=%s", opts);
+	bool started = h_moat_start(m, NULL);
+	if (saved)
+		setenv("ASAN_OPTIONS", saved, 1);
+	else
+		unsetenv("ASAN_OPTIONS");
+	free(saved);
+	free(opts);
+#else
+	bool started = h_moat_start(m, NULL);
+#endif
+	if (!started)
 		h_bail("pgmoat did not start");
 	PGconn *c[CLIENTS];
 	for (int i = 0; i < CLIENTS; i++) {
