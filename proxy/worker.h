@@ -82,6 +82,8 @@ struct worker {
 	ev_io listen_io[MAX_LISTENERS];
 	int n_listen;
 	ev_io unix_io;
+	ev_timer accept_retry; /* accepting paused after EMFILE/ENFILE */
+	bool accept_full; /* out of descriptors since the last accept */
 
 	ev_timer sweep;
 	ev_check reaper; /* frees connections closed inside callbacks */
