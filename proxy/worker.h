@@ -156,6 +156,11 @@ struct worker_step_item {
  * worker's stack, queues it to run right after that one: the stack stays
  * one step deep however many follow each other. */
 void worker_step(struct worker *w, enum worker_step_kind kind, void *obj);
+/* Queue every step until worker_steps_run(), for a caller that walks a list
+ * of connections; false if steps were queued already (then nothing to run). */
+bool worker_steps_hold(struct worker *w);
+/* Run the queued steps, and stop queueing. */
+void worker_steps_run(struct worker *w);
 
 /* Connections closed from inside a callback are freed in the worker's
  * ev_check, after the callback returned. */

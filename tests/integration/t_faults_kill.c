@@ -328,7 +328,10 @@ int main(void)
 	                          "app_new = host=127.0.0.1 port=@PGPORT@ dbname=app pool_size=1",
 	                          "auth_type = md5\npool_mode = transaction\n"
 	                          "query_timeout = 2\nserver_connect_timeout = 2\n"
-	                          "server_login_retry = 0.2\n") ||
+	                          "server_login_retry = 0.2\n"
+	                          /* the frozen login fails at once, not after
+	                           * waiting for the database to come back */
+	                          "server_down_wait = 0\n") ||
 	    !h_moat_start(M, NULL))
 		h_bail("pgmoat did not start");
 	PGconn *idle[N_IDLE];

@@ -5,11 +5,14 @@
  * sends), then with an immediate one (SIGQUIT, -m immediate, so crash
  * recovery at start).  Every failure is recorded with its SQLSTATE and
  * message and classed by when its transaction began:
- * - begun before the stop (in flight): at most one per client;
- * - begun while PostgreSQL is down: refused at once with the server's
- *   error (pgmoat fails a pool with no server for server_login_retry
- *   rather than letting clients wait; doc/architecture.md);
- * - begun once PostgreSQL is back (past server_login_retry): none.
+ * - begun before PostgreSQL had stopped (in flight, or begun while it was
+ *   shutting down, on a server that is going): at most one per client;
+ * - begun while PostgreSQL is down: none, they wait for it to come back
+ *   (server_down_wait, 10 s by default);
+ * - begun once PostgreSQL is back: none.
+ * Then the same restarts with server_down_wait = 0: transactions begun
+ * once the stop was asked for are refused at once with the server's error
+ * (the pool fails for server_login_retry, as PgBouncer does).
  * Every failure carries a SQLSTATE and a message; every committed
  * transaction's row is there; every client keeps going after each
  * restart, with no action on pgmoat. */
@@ -143,9 +146,10 @@ static bool all_clients_after(void *arg)
 }
 
 /* Restarts PostgreSQL under the load and checks the failures it caused. */
-static void restart(struct h_pg *pg, bool immediate, int *fail_from)
+static void restart(struct h_pg *pg, bool immediate, bool wait, int *fail_from)
 {
-	const char *how = immediate ? "immediate" : "fast";
+	const char *how = immediate ? (wait ? "immediate" : "immediate, no wait")
+	                            : (wait ? "fast" : "fast, no wait");
 	long want = 20;
 	pthread_mutex_lock(&S.lock);
 	S.mark = h_now();
@@ -172,7 +176,9 @@ static void restart(struct h_pg *pg, bool immediate, int *fail_from)
 	int worst = 0;
 	for (int i = *fail_from; i < S.n_fail; i++) {
 		struct failure *f = &S.fail[i];
-		if (f->begun < t_stop) {
+		/* Waiting, a transaction begun while PostgreSQL stops can only
+		 * fail on a server that is going: as one in flight. */
+		if (f->begun < (wait ? t_down : t_stop)) {
 			in_flight++;
 			if (++per_client[f->client] > worst)
 				worst = per_client[f->client];
@@ -196,9 +202,19 @@ static void restart(struct h_pg *pg, bool immediate, int *fail_from)
 	}
 	*fail_from = S.n_fail;
 	pthread_mutex_unlock(&S.lock);
-	ok(worst <= 1, "%s: %d in-flight transactions failed, at most one per client (%d clients)",
-	   how, in_flight, N_CLIENTS);
-	diag("%s: %d transactions begun while PostgreSQL was down were refused at once", how, down);
+	ok(worst <= 1,
+	   "%s: %d transactions begun before PostgreSQL %s failed, at most one per client (%d "
+	   "clients)",
+	   how, in_flight, wait ? "had stopped" : "was told to stop", N_CLIENTS);
+	if (wait)
+		is_int(down, 0,
+		       "%s: no transaction begun while PostgreSQL was down failed: they "
+		       "waited for it",
+		       how);
+	else
+		ok(down > 0,
+		   "%s: %d transactions begun while PostgreSQL was down were refused at once", how,
+		   down);
 	is_int(after, 0, "%s: no transaction begun after PostgreSQL was back failed", how);
 	is_int(no_state, 0,
 	       "%s: every failure carries a SQLSTATE and a message (%d: connection lost, "
@@ -228,11 +244,48 @@ int main(void)
 		if (pthread_create(&th[i], NULL, client_main, (void *)i) != 0)
 			h_bail("pthread_create failed");
 	int fail_from = 0;
-	restart(pg, false, &fail_from);
-	restart(pg, true, &fail_from);
+	restart(pg, false, true, &fail_from);
+	restart(pg, true, true, &fail_from);
+	ok(h_moat_write_std_ini(m, "pool_size=8",
+	                        "auth_type = md5\npool_mode = transaction\n"
+	                        "server_login_retry = 0.2\nserver_connect_timeout = 5\n"
+	                        "server_down_wait = 0\n") &&
+	           h_moat_reload(m, "configuration reloaded"),
+	   "server_down_wait = 0 by a reload");
+	restart(pg, false, false, &fail_from);
+	restart(pg, true, false, &fail_from);
 	S.stop = 1;
 	for (int i = 0; i < N_CLIENTS; i++)
 		pthread_join(th[i], NULL);
+	/* A database that stays down: the request fails after server_down_wait
+	 * with the last error, and the client stays. */
+	ok(h_moat_write_std_ini(m, "pool_size=8",
+	                        "auth_type = md5\npool_mode = transaction\n"
+	                        "server_login_retry = 0.2\nserver_connect_timeout = 5\n"
+	                        "server_down_wait = 1\n") &&
+	           h_moat_reload(m, "configuration reloaded"),
+	   "server_down_wait = 1 by a reload");
+	PGconn *c = h_moat_connect(m, "app", "app", "app");
+	char *v = h_value(c, "select 1");
+	ok(v && strcmp(v, "1") == 0, "a client connected");
+	free(v);
+	h_pg_stop(pg, false);
+	PQclear(PQexec(c, "select 1")); /* may have met its server going away */
+	double t0 = h_now();
+	PGresult *r = PQexec(c, "select 2");
+	double waited = h_now() - t0;
+	const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	ok(PQresultStatus(r) == PGRES_FATAL_ERROR && st && strncmp(st, "08", 2) == 0 &&
+	           waited >= 0.9 && waited < 5,
+	   "PostgreSQL stays down: the query fails after %.2f s with %s %s", waited, st ? st : "-",
+	   PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+	PQclear(r);
+	ok(h_pg_restart(pg), "PostgreSQL started again");
+	v = h_value(c, "select 3");
+	ok(v && strcmp(v, "3") == 0, "the same client's next query runs");
+	free(v);
+	PQfinish(c);
+
 	int commit_failures = 0;
 	for (int i = 0; i < S.n_fail; i++)
 		commit_failures += S.fail[i].at_commit;
