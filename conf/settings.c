@@ -279,7 +279,9 @@ static const struct setting settings[] = {
 	S_TIME(reserve_pool_timeout, "5", 0,
 		"How long a client waits before the reserve pool is used."),
 	S_INT(max_client_conn, "100", RELOAD, 1, MAX_CONNS,
-		"Most client connections open at once; more are refused."),
+		"Most client connections open at once; more are refused (53300). Each is a file "
+		"descriptor: pgmoat raises its soft open-file limit to the hard one at start and "
+		"warns below this + 256."),
 	S_INT(max_db_connections, "0", RELOAD, 0, MAX_CONNS,
 		"Most server connections per database, all pools together; 0: no limit."),
 	S_INT(max_user_connections, "0", RELOAD, 0, MAX_CONNS,
