@@ -41,6 +41,7 @@
 #define RATE_TERMINATE 2.0
 #define RATE_RELOAD 0.2
 #define RATE_PAUSE 0.2
+#define RATE_CANCEL 1.0
 
 enum event {
 	EV_KILL_RST,
@@ -49,6 +50,7 @@ enum event {
 	EV_TERM_REPLICA,
 	EV_RELOAD,
 	EV_PAUSE,
+	EV_CANCEL,
 	EV_N
 };
 
@@ -57,7 +59,8 @@ static const char *const event_names[EV_N] = {"client connections reset (RST) mi
                                               "backends terminated on the primary",
                                               "backends terminated on the replica",
                                               "pgmoat reloads (SIGHUP, settings changed)",
-                                              "replay pauses on the replica (0.5-3 s)"};
+                                              "replay pauses on the replica (0.5-3 s)",
+                                              "cancel requests (PQcancel) for a client's query"};
 
 struct soak {
 	struct h_pg *primary, *replica;
@@ -157,6 +160,7 @@ static void start_clients(struct soak *s)
 		c->reader = i >= s->n_writers;
 		c->conninfo = conninfo;
 		c->stop = &s->stop;
+		pthread_mutex_init(&c->cancel_lock, NULL);
 		atomic_store(&c->progress_usec, soak_usec());
 		if (pthread_create(&c->thread, NULL, soak_client_run, c) != 0)
 			h_bail("cannot start client thread %d", i);
@@ -222,6 +226,9 @@ static void chaos_tick(struct soak *s)
 		if (atomic_compare_exchange_strong(&s->clients[i].kill_req, &none, (int)how))
 			s->events[how == KILL_RST ? EV_KILL_RST : EV_KILL_FIN]++;
 	}
+	if (chance(s) < RATE_CANCEL * TICK &&
+	    soak_client_cancel(&s->clients[(int)(chance(s) * s->n)]))
+		s->events[EV_CANCEL]++;
 	if (chance(s) < RATE_TERMINATE * TICK)
 		terminate_one(s, chance(s) < 0.25);
 	if (chance(s) < RATE_RELOAD * TICK) {
@@ -408,13 +415,14 @@ static int verify(struct soak *s, double ran)
 	long bumps = 0, bad_keys = check_counters(db, &bumps);
 	PQfinish(db);
 
-	long unexpected = 0, connects = 0, connect_failures = 0, deliberate = 0;
+	long canceled = 0, unexpected = 0, connects = 0, connect_failures = 0, deliberate = 0;
 	long ryw_checked = 0, ryw_missed = 0, ryw_unchecked = 0, on_replica = 0;
 	long modes[MODE_COUNT] = {0}, killed[3] = {0};
 	const char *first_error = NULL, *first_connect = NULL, *ryw_detail = NULL;
 	for (int i = 0; i < s->n; i++) {
 		struct soak_client *c = &s->clients[i];
 		unexpected += c->unexpected;
+		canceled += c->canceled;
 		connects += c->connects;
 		connect_failures += c->connect_failures;
 		deliberate += c->deliberate;
@@ -465,7 +473,7 @@ static int verify(struct soak *s, double ran)
 	   s->reload_failures);
 	bool chaos = killed[KILL_RST] > 0 && killed[KILL_FIN] > 0 &&
 	        s->events[EV_TERM_PRIMARY] > 0 && s->events[EV_RELOAD] > 0 &&
-	        s->events[EV_PAUSE] > 0;
+	        s->events[EV_PAUSE] > 0 && s->events[EV_CANCEL] > 0;
 	ok(chaos, "chaos of every kind happened");
 
 	long violations = w.lost + rd.lost + w.doubled + rd.doubled + w.failed_there +
@@ -482,6 +490,7 @@ static int verify(struct soak *s, double ran)
 	diag("reader inserts: %ld committed, %ld failed, %ld in doubt; read-your-writes reads: "
 	     "%ld checked (%ld on the replica), %ld missed, %ld not answered",
 	     rd.committed, rd.failed, rd.doubt, ryw_checked, on_replica, ryw_missed, ryw_unchecked);
+	diag("queries canceled (57014): %ld", canceled);
 	diag("connections: %ld opened, %ld failed%s%s", connects, connect_failures,
 	     first_connect ? "; first: " : "", first_connect ? first_connect : "");
 	diag("chaos: %ld + %ld kill requests carried out (%ld RST, %ld FIN)",

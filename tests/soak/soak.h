@@ -40,6 +40,9 @@ struct soak_client {
 	atomic_int phase; /* what it is doing, for a hang's diagnostics */
 
 	PGconn *conn;
+	pthread_mutex_t cancel_lock; /* guards cancel, against the chaos loop */
+	PGcancel *cancel; /* the current connection's */
+	atomic_bool cancel_sent; /* a cancel request was sent for it */
 	bool prepared; /* the named statements exist on this connection */
 	uint32_t rand;
 
@@ -54,6 +57,7 @@ struct soak_client {
 	long deliberate; /* transactions failed on purpose (1/0, ROLLBACK) */
 	long connects, connect_failures;
 	long ryw_checked, ryw_missed, ryw_unchecked, reads_on_replica;
+	long canceled; /* 57014 errors after a cancel request */
 	long unexpected; /* errors no chaos event explains, transaction warnings */
 	char first_error[200]; /* the first unexpected error, for the report */
 	char first_connect_error[200];
@@ -62,6 +66,9 @@ struct soak_client {
 
 /* The thread's body. */
 void *soak_client_run(void *arg);
+/* Sends a cancel request for the client's connection (chaos loop); false
+ * if it has none or sending failed. */
+bool soak_client_cancel(struct soak_client *c);
 /* What a client is doing (soak_client.phase) as text. */
 const char *soak_phase_name(int phase);
 /* Monotonic microseconds. */

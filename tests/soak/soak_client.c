@@ -110,10 +110,20 @@ static bool conn_state(const char *state)
 	return !state || !*state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0;
 }
 
-/* Errors that are part of the game: lost connections, deadlocks between
- * writers, and the deliberate division by zero. */
-static bool expected_state(const char *state)
+/* An error answering COMMIT after which the outcome is unknown: the
+ * connection went away, or a cancel request raced with the commit. */
+static bool end_unknown(const char *state)
 {
+	return conn_state(state) || strcmp(state, "57014") == 0;
+}
+
+/* Errors that are part of the game: lost connections, deadlocks between
+ * writers, the deliberate division by zero, and a query canceled on a
+ * connection the chaos loop sent a cancel request for. */
+static bool expected_state(struct soak_client *c, const char *state)
+{
+	if (strcmp(state, "57014") == 0)
+		return atomic_load(&c->cancel_sent);
 	return conn_state(state) || strcmp(state, "40P01") == 0 || strcmp(state, "22012") == 0;
 }
 
@@ -126,7 +136,8 @@ static const char *state_of(const PGresult *r)
 static void note_error(struct soak_client *c, const char *what, const PGresult *r)
 {
 	const char *state = state_of(r);
-	if (expected_state(state))
+	c->canceled += strcmp(state, "57014") == 0;
+	if (expected_state(c, state))
 		return;
 	c->unexpected++;
 	if (!c->first_error[0])
@@ -155,6 +166,11 @@ static bool conn_ok(struct soak_client *c)
 
 static void drop_conn(struct soak_client *c)
 {
+	pthread_mutex_lock(&c->cancel_lock);
+	PQfreeCancel(c->cancel);
+	c->cancel = NULL;
+	atomic_store(&c->cancel_sent, false);
+	pthread_mutex_unlock(&c->cancel_lock);
 	PQfinish(c->conn);
 	c->conn = NULL;
 	c->prepared = false;
@@ -201,7 +217,23 @@ static bool ensure_conn(struct soak_client *c)
 		return false;
 	}
 	PQsetNoticeReceiver(c->conn, on_notice, c);
+	pthread_mutex_lock(&c->cancel_lock);
+	c->cancel = PQgetCancel(c->conn);
+	pthread_mutex_unlock(&c->cancel_lock);
 	return true;
+}
+
+bool soak_client_cancel(struct soak_client *c)
+{
+	char err[256];
+	bool sent = false;
+	pthread_mutex_lock(&c->cancel_lock);
+	if (c->cancel) {
+		atomic_store(&c->cancel_sent, true);
+		sent = PQcancel(c->cancel, err, (int)sizeof(err)) == 1;
+	}
+	pthread_mutex_unlock(&c->cancel_lock);
+	return sent;
 }
 
 /* Records a new transaction; returns its seq. */
@@ -301,7 +333,8 @@ static enum soak_outcome end_outcome(struct soak_client *c, const struct tx *t, 
 			note_error(c, "rollback", r);
 	} else if (st == PGRES_COMMAND_OK) {
 		o = strcmp(PQcmdStatus(r), "COMMIT") == 0 ? SOAK_COMMITTED : SOAK_FAILED;
-	} else if (!conn_ok(c) || conn_state(state_of(r))) {
+	} else if (!conn_ok(c) || end_unknown(state_of(r))) {
+		note_error(c, "commit", r);
 		o = SOAK_DOUBT;
 	} else {
 		note_error(c, "commit", r);
@@ -392,7 +425,7 @@ static enum soak_outcome tx_pipeline(struct soak_client *c, const struct tx *t)
 		if (!r) {
 			lost = true;
 		} else if (st == PGRES_FATAL_ERROR) {
-			if (conn_state(state_of(r)))
+			if (conn_state(state_of(r)) || (i == n - 1 && end_unknown(state_of(r))))
 				lost = true;
 			else
 				aborted = true;
@@ -450,11 +483,12 @@ static enum soak_outcome tx_simple(struct soak_client *c, const struct tx *t)
 	if (kill_here(c, t, 3))
 		return t->fail_rollback ? SOAK_FAILED : SOAK_DOUBT;
 	bool error = false, lost = false, committed = false;
+	int last = t->fail_error ? 5 : 4; /* COMMIT's result */
 	PGresult *r;
 	for (int i = 0; i < 12 && (r = PQgetResult(c->conn)) != NULL; i++) {
 		ExecStatusType st = PQresultStatus(r);
 		if (st == PGRES_FATAL_ERROR) {
-			if (conn_state(state_of(r)))
+			if (conn_state(state_of(r)) || (i == last && end_unknown(state_of(r))))
 				lost = true;
 			else
 				error = true;
@@ -566,7 +600,7 @@ static void reader_step(struct soak_client *c)
 	enum soak_outcome o;
 	if (PQresultStatus(r) == PGRES_COMMAND_OK)
 		o = SOAK_COMMITTED;
-	else if (!conn_ok(c) || conn_state(state_of(r)))
+	else if (!conn_ok(c) || end_unknown(state_of(r)))
 		o = SOAK_DOUBT;
 	else
 		o = SOAK_FAILED;
