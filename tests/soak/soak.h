@@ -43,7 +43,7 @@ struct soak_client {
 	pthread_mutex_t cancel_lock; /* guards cancel, against the chaos loop */
 	PGcancel *cancel; /* the current connection's */
 	atomic_bool cancel_sent; /* a cancel request was sent for it */
-	bool prepared; /* the named statements exist on this connection */
+	bool prepared[2]; /* soak_upd, soak_ins exist on this connection */
 	uint32_t rand;
 
 	/* One outcome per transaction, indexed by seq. */

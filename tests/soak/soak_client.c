@@ -173,7 +173,7 @@ static void drop_conn(struct soak_client *c)
 	pthread_mutex_unlock(&c->cancel_lock);
 	PQfinish(c->conn);
 	c->conn = NULL;
-	c->prepared = false;
+	c->prepared[0] = c->prepared[1] = false;
 }
 
 /* Drops the connection as a crashing client would: no Terminate message.
@@ -350,13 +350,16 @@ static enum soak_outcome end_outcome(struct soak_client *c, const struct tx *t, 
 
 static enum soak_outcome tx_steps(struct soak_client *c, const struct tx *t)
 {
-	if (t->how == MODE_PREPARED && !c->prepared) {
-		PGresult *a = PQprepare(c->conn, "soak_upd", SQL_UPD, 0, NULL);
-		PGresult *b = PQprepare(c->conn, "soak_ins", SQL_INS, 0, NULL);
-		bool good = exec_ok(c, "prepare", a) & exec_ok(c, "prepare", b);
-		if (!good)
+	/* Each statement once per connection: one that failed (canceled, say)
+	 * is prepared again, one that exists is not. */
+	static const char *const names[2] = {"soak_upd", "soak_ins"},
+	                         *const sqls[2] = {SQL_UPD, SQL_INS};
+	for (int i = 0; t->how == MODE_PREPARED && i < 2; i++) {
+		if (c->prepared[i])
+			continue;
+		if (!exec_ok(c, "prepare", PQprepare(c->conn, names[i], sqls[i], 0, NULL)))
 			return failed(c);
-		c->prepared = true;
+		c->prepared[i] = true;
 	}
 	if (!step_sql(c, "begin"))
 		return failed(c);
