@@ -118,6 +118,18 @@ static char *super_value(struct h_pg *pg, const char *sql)
 	return v;
 }
 
+/* A field of /proc/<pid>/status in KiB ("VmRSS:", "VmHWM:"), -1 if unknown. */
+static long proc_kib(pid_t pid, const char *field)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	char *text = h_read_file(path, NULL);
+	const char *p = text ? strstr(text, field) : NULL;
+	long kib = p ? strtol(p + strlen(field), NULL, 10) : -1;
+	free(text);
+	return kib;
+}
+
 static void setup(struct soak *s)
 {
 	struct h_pg_opts o = {.conf = "deadlock_timeout = 50ms\nsynchronous_commit = on\n"};
@@ -522,15 +534,22 @@ int main(int argc, char **argv)
 	setup(&s);
 	start_clients(&s);
 	double t0 = h_now(), end = t0 + s.seconds;
+	long rss_start = -1;
 	while (h_now() < end) {
 		h_nap(TICK);
 		watchdog(&s);
 		chaos_tick(&s);
+		/* pgmoat's memory once the pools and caches are warm. */
+		if (rss_start < 0 && h_now() - t0 >= 10)
+			rss_start = proc_kib(s.moat->pid, "VmRSS:");
 	}
+	long rss_end = proc_kib(s.moat->pid, "VmRSS:"), hwm = proc_kib(s.moat->pid, "VmHWM:");
 	stop_clients(&s);
 	double ran = h_now() - t0;
 	ok(h_moat_alive(s.moat), "pgmoat ran %.0f s under chaos: no crash, no client stuck %d s",
 	   ran, HANG_S);
 	verify(&s, ran);
+	diag("pgmoat RSS: %ld KiB after 10 s, %ld KiB at the end, peak %ld KiB", rss_start, rss_end,
+	     hwm);
 	return h_done();
 }
