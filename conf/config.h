@@ -172,6 +172,7 @@ struct config {
 	double server_idle_timeout; /* seconds; 0 disables */
 	double server_connect_timeout; /* seconds */
 	double server_login_retry; /* seconds */
+	double server_down_wait; /* seconds */
 	double client_login_timeout; /* seconds; 0 disables */
 	double query_wait_timeout; /* seconds; 0 disables */
 	double query_timeout; /* seconds; 0 disables */

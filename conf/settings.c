@@ -279,7 +279,9 @@ static const struct setting settings[] = {
 	S_TIME(reserve_pool_timeout, "5", 0,
 		"How long a client waits before the reserve pool is used."),
 	S_INT(max_client_conn, "100", RELOAD, 1, MAX_CONNS,
-		"Most client connections open at once; more are refused."),
+		"Most client connections open at once; more are refused (53300). Each is a file "
+		"descriptor: pgmoat raises its soft open-file limit to the hard one at start and "
+		"warns below this + 256."),
 	S_INT(max_db_connections, "0", RELOAD, 0, MAX_CONNS,
 		"Most server connections per database, all pools together; 0: no limit."),
 	S_INT(max_user_connections, "0", RELOAD, 0, MAX_CONNS,
@@ -321,7 +323,15 @@ static const struct setting settings[] = {
 		"Give up connecting and logging in to a server after this long."),
 	S_TIME(server_login_retry, "15", 0,
 		"After a server connection failed, wait this long before trying that server "
-		"again."),
+		"again; meanwhile requests that need a new server fail at once (but see "
+		"`server_down_wait`)."),
+	S_TIME(server_down_wait, "10", 0,
+		"While a database is down for a moment (connection refused, reset or timed out, "
+		"starting up or shutting down: SQLSTATE class 08, 57P01-57P03, 53300), requests "
+		"that need a new server wait up to this long for it, and pgmoat tries to connect "
+		"every 0.25 s (or `server_login_retry`, if shorter); after it they fail with "
+		"the last error. A restart or failover then costs only the transactions that "
+		"were running. 0: fail at once, as for other errors."),
 	S_TIME(client_login_timeout, "60", 0,
 		"Disconnect a client that has not logged in within this time; 0: never."),
 	S_TIME(query_wait_timeout, "120", 0,

@@ -375,12 +375,13 @@ enum pool_take pool_take(struct pool *p, int worker, struct pool_waiter *w, bool
 		}
 	}
 	/* Connecting servers will serve the waiters ahead of us first. */
-	if (now < p->retry_at_usec) {
-		if (p->n_servers == 0) {
+	bool down = atomic_load(&p->down);
+	if (now < p->retry_at_usec || (down && p->n_connecting > 0)) {
+		if (p->n_servers == 0 && !down) {
 			dequeue(p, w);
 			r = POOL_TAKE_FAIL;
 		} else {
-			r = POOL_TAKE_WAIT;
+			r = POOL_TAKE_WAIT; /* a down pool is tried again by the sweep */
 		}
 		goto out;
 	}
@@ -487,6 +488,7 @@ void pool_connected(struct pool *p, uint32_t gen, const void *welcome, size_t le
 	pthread_mutex_lock(&p->lock);
 	p->n_connecting--;
 	p->retry_at_usec = 0;
+	atomic_store(&p->down, false);
 	p->last_error[0] = '\0';
 	if (gen == p->target_gen) {
 		void *old = p->welcome;
@@ -514,7 +516,7 @@ void *pool_welcome(struct pool *p, size_t *len)
 }
 
 int pool_connect_failed(struct pool *p, const char *sqlstate, const char *message, uint64_t now,
-                        double retry_sec)
+                        double retry_sec, bool down)
 {
 	pthread_mutex_lock(&p->lock);
 	p->n_connecting--;
@@ -522,6 +524,7 @@ int pool_connect_failed(struct pool *p, const char *sqlstate, const char *messag
 	strlcopy(p->last_sqlstate, sqlstate, sizeof(p->last_sqlstate));
 	strlcopy(p->last_error, message, sizeof(p->last_error));
 	p->retry_at_usec = now + (uint64_t)(retry_sec * 1e6);
+	atomic_store(&p->down, down);
 	int k = worker_to_kick(p);
 	pthread_mutex_unlock(&p->lock);
 	return k;

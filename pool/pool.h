@@ -138,6 +138,11 @@ struct pool {
 	char last_error[256];
 	char last_sqlstate[6];
 	uint64_t retry_at_usec;
+	/* The last login failed the way a restarting or unreachable database
+	 * fails (pool_connect_failed's `down`): requests wait for it, one
+	 * connection attempt at a time, instead of failing (written under
+	 * lock). */
+	atomic_bool down;
 
 	/* Statistics (guarded by lock). */
 	uint64_t servers_opened, servers_closed, waits;
@@ -210,9 +215,14 @@ enum waiter_state pool_waiter_remove(struct pool *p, struct pool_waiter *w);
 /* A server (of target generation `gen`) closed, idle or not.  Returns the
  * worker whose waiters should be looked at again (a slot freed), or -1. */
 int pool_server_closed(struct pool *p, struct pool_member *m, uint32_t gen);
-/* A connect or login failed: remember why; returns like pool_server_closed. */
+/* A connect or login failed: remember why; `down`: the database is
+ * unreachable, starting up or shutting down, and requests should wait for
+ * it.  Returns like pool_server_closed. */
 int pool_connect_failed(struct pool *p, const char *sqlstate, const char *message, uint64_t now,
-                        double retry_sec);
+                        double retry_sec, bool down);
+/* The pool is down, nothing is connecting, and the next attempt is due:
+ * a waiter should ask again (pool_take then connects). */
+bool pool_down_retry_due(struct pool *p, uint64_t now);
 /* The oldest waiter on `worker`, or NULL. */
 struct pool_waiter *pool_first_waiter(struct pool *p, int worker);
 /* A copy of the target (free with pool_target_free). */

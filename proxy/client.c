@@ -464,27 +464,31 @@ void client_acquire(struct client *c, bool allow_reserve)
 			worker_post(&c->w->rt->workers[steal], msg);
 		}
 		break;
-	case POOL_TAKE_FAIL: {
-		char state[6], msg[256];
-		pthread_mutex_lock(&c->pool->lock);
-		strlcopy(state, c->pool->last_sqlstate[0] ? c->pool->last_sqlstate : "08006",
-		         sizeof(state));
-		strlcopy(msg, c->pool->last_error, sizeof(msg));
-		pthread_mutex_unlock(&c->pool->lock);
-		/* Between transactions the client stays: its request fails, once
-		 * all of it has arrived (client_read_cb). */
-		bool stays = c->pool->mode != POOL_SESSION && c->welcomed;
-		uint32_t end = stays ? request_end(c) : 0;
-		if (end) {
-			log_client(c, LL_WARNING, "%s", msg);
-			refuse_request(c, end, state, msg);
-		} else if (stays) {
-			c->route_pending = true;
-		} else {
-			client_fatal(c, state, "%s", msg);
-		}
+	case POOL_TAKE_FAIL:
+		client_pool_failed(c);
 		break;
 	}
+}
+
+void client_pool_failed(struct client *c)
+{
+	char state[6], msg[256];
+	pthread_mutex_lock(&c->pool->lock);
+	strlcopy(state, c->pool->last_sqlstate[0] ? c->pool->last_sqlstate : "08006",
+	         sizeof(state));
+	strlcopy(msg, c->pool->last_error, sizeof(msg));
+	pthread_mutex_unlock(&c->pool->lock);
+	/* Between transactions the client stays: its request fails, once all
+	 * of it has arrived (client_read_cb). */
+	bool stays = c->pool->mode != POOL_SESSION && c->welcomed;
+	uint32_t end = stays ? request_end(c) : 0;
+	if (end) {
+		log_client(c, LL_WARNING, "%s", msg);
+		refuse_request(c, end, state, msg);
+	} else if (stays) {
+		c->route_pending = true;
+	} else {
+		client_fatal(c, state, "%s", msg);
 	}
 }
 

@@ -142,6 +142,9 @@ void client_set_state(struct client *c, enum client_state state);
 void client_route_acquire(struct client *c);
 /* Ask the pool for a server (again). */
 void client_acquire(struct client *c, bool allow_reserve);
+/* No server can be had (the pool's last error says why): the request fails,
+ * the client staying between transactions, else FATAL. */
+void client_pool_failed(struct client *c);
 /* An idle client's request arrived: ask for a server (worker_step runs it;
  * not for the admin console's clients). */
 void client_begin_step(struct client *c);

@@ -121,6 +121,15 @@ void client_sweep(struct worker *w, uint64_t now)
 		if (c->waiter.state != WAITER_QUEUED || c->closing_after_flush)
 			continue;
 		uint64_t waited = usec_since(now, c->waiter.since_usec);
+		if (atomic_load(&c->pool->down) &&
+		    waited > (uint64_t)(cfg->server_down_wait * 1e6)) {
+			/* The database did not come back in time. */
+			if (pool_waiter_remove(c->pool, &c->waiter) == WAITER_QUEUED) {
+				c->queued = false;
+				client_pool_failed(c);
+			}
+			continue;
+		}
 		if (wait_timeout && waited > wait_timeout) {
 			if (pool_waiter_remove(c->pool, &c->waiter) == WAITER_QUEUED) {
 				client_fatal(c, "08P01",

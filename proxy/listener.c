@@ -17,6 +17,39 @@
 #include "proxy/client.h"
 #include "proxy/worker.h"
 
+/* Seconds without accepting after EMFILE/ENFILE: the listening sockets
+ * stay readable, so accepting again at once would spin. */
+#define ACCEPT_PAUSE 0.1
+
+static void watch_listeners(struct worker *w, bool on)
+{
+	for (int i = 0; i < w->n_listen; i++)
+		(on ? ev_io_start : ev_io_stop)(w->loop, &w->listen_io[i]);
+	if (w->rt->unix_fd >= 0)
+		(on ? ev_io_start : ev_io_stop)(w->loop, &w->unix_io);
+}
+
+static void accept_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	watch_listeners(t->data, true);
+}
+
+/* Out of descriptors: logged once until an accept succeeds again; the
+ * queued connections wait in the kernel meanwhile. */
+static void pause_accepting(struct worker *w, int err)
+{
+	if (!w->accept_full)
+		log_error("accept: %s (raise the open-file limit); new connections wait until "
+		          "descriptors are free",
+		          strerror(err));
+	w->accept_full = true;
+	watch_listeners(w, false);
+	ev_timer_set(&w->accept_retry, ACCEPT_PAUSE, 0);
+	ev_timer_start(w->loop, &w->accept_retry);
+}
+
 /* Accepts at most `max` connections queued on `io`'s socket. */
 static void accept_some(struct worker *w, ev_io *io, int max)
 {
@@ -31,12 +64,15 @@ static void accept_some(struct worker *w, ev_io *io, int max)
 			    errno == ECONNABORTED)
 				return;
 			if (errno == EMFILE || errno == ENFILE) {
-				log_error("accept: %s (raise the open-file limit)",
-				          strerror(errno));
+				pause_accepting(w, errno);
 				return;
 			}
 			log_error("accept: %s", strerror(errno));
 			return;
+		}
+		if (w->accept_full) {
+			w->accept_full = false;
+			log_info("accepting connections again");
 		}
 		client_accept(w, fd, (struct sockaddr *)&ss, len, is_unix);
 	}
@@ -104,6 +140,8 @@ static bool add_listener(struct worker *w, int fd)
 
 bool listener_open_tcp(struct worker *w, const struct config *cfg)
 {
+	ev_init(&w->accept_retry, accept_retry_cb);
+	w->accept_retry.data = w;
 	char port[16];
 	snprintf(port, sizeof(port), "%d", cfg->listen_port);
 	for (size_t i = 0; i < cfg->listen_addr.n; i++) {
@@ -182,21 +220,17 @@ int listener_open_unix(const struct config *cfg, char *path, size_t path_len)
 
 void listener_start(struct worker *w)
 {
-	for (int i = 0; i < w->n_listen; i++)
-		ev_io_start(w->loop, &w->listen_io[i]);
 	if (w->rt->unix_fd >= 0) {
 		ev_io_init(&w->unix_io, accept_cb, w->rt->unix_fd, EV_READ);
 		w->unix_io.data = w;
-		ev_io_start(w->loop, &w->unix_io);
 	}
+	watch_listeners(w, true);
 }
 
 void listener_stop(struct worker *w)
 {
-	for (int i = 0; i < w->n_listen; i++)
-		ev_io_stop(w->loop, &w->listen_io[i]);
-	if (w->rt->unix_fd >= 0)
-		ev_io_stop(w->loop, &w->unix_io);
+	ev_timer_stop(w->loop, &w->accept_retry);
+	watch_listeners(w, false);
 }
 
 /* A queue holds at most listen_backlog (<= 65535) + 1 connections. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "auth/hba.h"
@@ -292,6 +293,34 @@ static int check_config(const char *path)
 	return 0;
 }
 
+/* Descriptors pgmoat may hold besides its clients' (servers, listeners,
+ * the console, logs): a margin for the check below, not a limit. */
+#define FD_MARGIN 256
+
+/* Every client costs a descriptor: the soft open-file limit is raised to
+ * the hard one, and a limit still below max_client_conn plus a margin is
+ * warned about (such clients would wait in the kernel's accept queue). */
+static void raise_fd_limit(const struct config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t before = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_cur = before;
+	}
+	if (rl.rlim_cur != before)
+		log_info("open-file limit raised from %llu to %llu", (unsigned long long)before,
+		         (unsigned long long)rl.rlim_cur);
+	unsigned long long need = (unsigned long long)cfg->max_client_conn + FD_MARGIN;
+	if (rl.rlim_cur != RLIM_INFINITY && (unsigned long long)rl.rlim_cur < need)
+		log_warning("open-file limit %llu is below max_client_conn (%d) + %d: raise it "
+		            "(ulimit -n, LimitNOFILE=)",
+		            (unsigned long long)rl.rlim_cur, cfg->max_client_conn, FD_MARGIN);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -368,6 +397,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ctl.pidfile = cfg->pidfile ? xstrdup(cfg->pidfile) : NULL;
+	raise_fd_limit(cfg);
 
 	rt->control_loop = ev_default_loop(EVFLAG_AUTO);
 	ev_async_init(&rt->control_wake, worker_done_cb);

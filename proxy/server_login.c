@@ -14,6 +14,16 @@
 #include "proxy/tls.h"
 #include "proxy/worker.h"
 
+bool server_down_error(const char *sqlstate)
+{
+	/* Class 08 but a protocol violation: no connection, or it broke;
+	 * 57P01-57P03: shutting down or starting up; 53300: too many
+	 * connections, for now. */
+	return (strncmp(sqlstate, "08", 2) == 0 && strcmp(sqlstate, "08P01") != 0) ||
+	        strcmp(sqlstate, "57P01") == 0 || strcmp(sqlstate, "57P02") == 0 ||
+	        strcmp(sqlstate, "57P03") == 0 || strcmp(sqlstate, "53300") == 0;
+}
+
 void server_login_failed(struct server *s, const char *sqlstate, const char *msg)
 {
 	log_server(s, LL_WARNING, "server login failed: %s", msg);
@@ -24,8 +34,16 @@ void server_login_failed(struct server *s, const char *sqlstate, const char *msg
 	/* The slot is given back by pool_connect_failed, not server_close. */
 	s->pool = NULL;
 	server_close(s, "login failed");
-	int k = pool_connect_failed(p, sqlstate, text, now_usec(),
-	                            w->snap->cfg->server_login_retry);
+	/* A database that is unreachable, starting up or shutting down (a
+	 * restart, a failover) is waited for, tried again every quarter of a
+	 * second at most; other failures (a wrong password, no such database)
+	 * fail the requests that wait until server_login_retry has passed. */
+	const struct config *cfg = w->snap->cfg;
+	bool down = cfg->server_down_wait > 0 && server_down_error(sqlstate);
+	double retry = cfg->server_login_retry;
+	if (down && retry > 0.25)
+		retry = 0.25;
+	int k = pool_connect_failed(p, sqlstate, text, now_usec(), retry, down);
 	if (k >= 0) {
 		struct wmsg *m = xcalloc(1, sizeof(*m));
 		m->kind = WMSG_KICK;

@@ -27,5 +27,8 @@ bool server_login_step(struct server *s);
 /* The connect or login failed: logged, remembered by the pool (its waiters
  * get the error), the server closed. */
 void server_login_failed(struct server *s, const char *sqlstate, const char *msg);
+/* Whether a login failure with `sqlstate` means the database is down for
+ * now (unreachable, starting up, shutting down): worth waiting for. */
+bool server_down_error(const char *sqlstate);
 
 #endif

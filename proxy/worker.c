@@ -152,6 +152,25 @@ static void step_push(struct worker *w, struct worker_step_item it)
 	w->steps[w->steps_head + w->steps_len++] = it;
 }
 
+bool worker_steps_hold(struct worker *w)
+{
+	if (w->stepping)
+		return false;
+	w->stepping = true;
+	return true;
+}
+
+void worker_steps_run(struct worker *w)
+{
+	while (w->steps_len > 0) {
+		struct worker_step_item it = w->steps[w->steps_head++];
+		w->steps_len--;
+		step_run(it, true);
+	}
+	w->steps_head = 0;
+	w->stepping = false;
+}
+
 void worker_step(struct worker *w, enum worker_step_kind kind, void *obj)
 {
 	struct worker_step_item it = {kind, obj};
@@ -167,13 +186,7 @@ void worker_step(struct worker *w, enum worker_step_kind kind, void *obj)
 	}
 	w->stepping = true;
 	step_run(it, false);
-	while (w->steps_len > 0) {
-		it = w->steps[w->steps_head++];
-		w->steps_len--;
-		step_run(it, true);
-	}
-	w->steps_head = 0;
-	w->stepping = false;
+	worker_steps_run(w);
 }
 
 static void reaper_cb(struct ev_loop *loop, ev_check *chk, int revents)
@@ -363,8 +376,13 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	uint64_t now = now_usec();
+	/* What the sweeps start runs after them: a step could otherwise move
+	 * other connections between the lists they walk. */
+	bool held = worker_steps_hold(w);
 	client_sweep(w, now);
 	server_sweep(w, now);
+	if (held)
+		worker_steps_run(w);
 	publish_stats(w);
 	auth_query_sweep(w, now);
 	if (w->id == 0 && atomic_load(&w->rt->shutdown) == SHUTDOWN_NONE)

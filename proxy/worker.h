@@ -85,6 +85,8 @@ struct worker {
 	ev_io listen_io[MAX_LISTENERS];
 	int n_listen;
 	ev_io unix_io;
+	ev_timer accept_retry; /* accepting paused after EMFILE/ENFILE */
+	bool accept_full; /* out of descriptors since the last accept */
 
 	ev_timer sweep;
 	ev_check reaper; /* frees connections closed inside callbacks */
@@ -157,6 +159,11 @@ struct worker_step_item {
  * worker's stack, queues it to run right after that one: the stack stays
  * one step deep however many follow each other. */
 void worker_step(struct worker *w, enum worker_step_kind kind, void *obj);
+/* Queue every step until worker_steps_run(), for a caller that walks a list
+ * of connections; false if steps were queued already (then nothing to run). */
+bool worker_steps_hold(struct worker *w);
+/* Run the queued steps, and stop queueing. */
+void worker_steps_run(struct worker *w);
 
 /* Connections closed from inside a callback are freed in the worker's
  * ev_check, after the callback returned. */

@@ -4,9 +4,12 @@
  * - a backend killed (SIGKILL) in the middle of COPY FROM STDIN: the client
  *   gets a clear error, PostgreSQL restarts its backends, and the pool
  *   recovers by itself for new clients;
- * - a client that reads a large result slowly: pgmoat's memory stays
+ * - a client that reads a 200 MB result slowly: pgmoat's memory stays
  *   bounded (backpressure: it stops reading the server), and every byte
- *   arrives in the end. */
+ *   arrives in the end.  The bound asserted: RSS grows by less than 8 MB
+ *   while the client sits on the result (one relay buffer per connection,
+ *   pkt_buf, plus allocator slack), and by less than 8 MB over the whole
+ *   200 MB. */
 #include <config.h>
 
 #include <signal.h>
@@ -28,6 +31,16 @@ static long rss_kib(pid_t pid)
 	long kib = p ? strtol(p + 6, NULL, 10) : -1;
 	free(text);
 	return kib;
+}
+
+static bool server_blocked(void *arg)
+{
+	char *v = h_pg_value(arg,
+	                     "select count(*) from pg_stat_activity where wait_event = "
+	                     "'ClientWrite' and query like 'select repeat%%'");
+	bool yes = v && strcmp(v, "1") == 0;
+	free(v);
+	return yes;
 }
 
 static void test_client_vanishes(struct h_moat *m)
@@ -106,9 +119,9 @@ static void test_slow_reader(struct h_moat *m)
 	struct wire_login lg;
 	memset(&lg, 0, sizeof(lg));
 	ok(fd >= 0 && wire_login(fd, 0, "app", "app", "app", &lg) && lg.ok, "a raw client");
-	/* 100 MB of rows. */
-	ok(wire_send_query(fd, "select repeat('x', 100000) from generate_series(1, 1000)"),
-	   "a query returning 100 MB");
+	/* 200 MB of rows. */
+	ok(wire_send_query(fd, "select repeat('x', 100000) from generate_series(1, 2000)"),
+	   "a query returning 200 MB");
 	long got = 0;
 	int rows = 0;
 	struct wire_msg msg;
@@ -118,12 +131,14 @@ static void test_slow_reader(struct h_moat *m)
 		rows += msg.type == 'D';
 		wire_msg_free(&msg);
 	}
-	/* A pause long enough for an unbounded relay to buffer much more. */
-	h_nap(1.0);
+	/* The backend ends up blocked writing to pgmoat (an unbounded relay
+	 * would read all 200 MB instead and the backend would finish). */
+	ok(h_wait_until(server_blocked, m->pg, 20),
+	   "the server waits for pgmoat to read (wait_event ClientWrite)");
 	long during = rss_kib(m->pid);
-	ok(before > 0 && during > 0 && during - before < 32 * 1024,
+	ok(before > 0 && during > 0 && during - before < 8 * 1024,
 	   "pgmoat's memory stays bounded while the client reads slowly (RSS %ld -> %ld KiB, "
-	   "%ld bytes read)",
+	   "bound +8192 KiB, %ld bytes read)",
 	   before, during, got);
 	/* Then everything arrives. */
 	bool ready = false;
@@ -133,8 +148,12 @@ static void test_slow_reader(struct h_moat *m)
 		ready = msg.type == 'Z';
 		wire_msg_free(&msg);
 	}
-	ok(ready && rows == 1000 && got > 100000000,
+	long after = rss_kib(m->pid);
+	ok(ready && rows == 2000 && got > 200000000,
 	   "every row of the result arrives (%d rows, %ld bytes)", rows, got);
+	ok(after > 0 && after - before < 8 * 1024,
+	   "and pgmoat's memory did not grow with the 200 MB (RSS %ld -> %ld KiB, bound +8192 KiB)",
+	   before, after);
 	close(fd);
 }
 

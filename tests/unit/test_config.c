@@ -202,6 +202,7 @@ static void test_good_values(void)
 	ok(c->server_connect_timeout == 0.5, "500ms");
 	is_str(fmt(c, "server_connect_timeout"), "500ms", "500ms formatted");
 	ok(c->server_login_retry == 2.0, "2s");
+	ok(c->server_down_wait == 3.0, "server_down_wait 3s");
 	ok(c->client_login_timeout == 0.0, "0");
 	ok(c->query_wait_timeout == 90.0, "'90 s'");
 	ok(c->shutdown_timeout == 0.25, "0.25");
