@@ -19,6 +19,7 @@
 #include <config.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ struct failure {
 static struct {
 	pthread_mutex_t lock;
 	char *conninfo;
-	volatile int stop;
+	atomic_int stop;
 	long ok_total;
 	long reconnects;
 	int n_fail;
@@ -100,7 +101,7 @@ static void *client_main(void *arg)
 	PGconn *c = PQconnectdb(S.conninfo);
 	long seq = 0;
 	/* Bounded by the stop flag and by a count far above what a run does. */
-	for (long n = 0; n < 10000000 && !S.stop; n++) {
+	for (long n = 0; n < 10000000 && !atomic_load(&S.stop); n++) {
 		if (PQstatus(c) != CONNECTION_OK) {
 			PQfinish(c);
 			c = PQconnectdb(S.conninfo);
@@ -254,7 +255,7 @@ int main(void)
 	   "server_down_wait = 0 by a reload");
 	restart(pg, false, false, &fail_from);
 	restart(pg, true, false, &fail_from);
-	S.stop = 1;
+	atomic_store(&S.stop, 1);
 	for (int i = 0; i < N_CLIENTS; i++)
 		pthread_join(th[i], NULL);
 	/* A database that stays down: the request fails after server_down_wait

@@ -205,7 +205,8 @@ static void test_read_your_writes(struct h_moat *m)
 			diag("pair %d: the select of row %s: %s, %d rows %s", i, id,
 			     PQresStatus(PQresultStatus(r)), PQntuples(r), PQresultErrorMessage(r));
 			char *where = h_value(writer, "select inet_server_port()");
-			diag("the next read ran on port %s", where ? where : "?");
+			diag("the next read ran on port %s (primary %d, replicas %d and %d)",
+			     where ? where : "?", primary->port, rep1->port, rep2->port);
 			free(where);
 		}
 		PQclear(r);
