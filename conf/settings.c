@@ -330,8 +330,9 @@ static const struct setting settings[] = {
 		"starting up or shutting down: SQLSTATE class 08, 57P01-57P03, 53300), requests "
 		"that need a new server wait up to this long for it, and pgmoat tries to connect "
 		"every 0.25 s (or `server_login_retry`, if shorter); after it they fail with "
-		"the last error. A restart or failover then costs only the transactions that "
-		"were running. 0: fail at once, as for other errors."),
+		"the last error. A restart then costs only the transactions that were running. "
+		"Databases with several hosts leave it to the health checker and routing "
+		"(doc/routing.md). 0: fail at once, as for other errors."),
 	S_TIME(client_login_timeout, "60", 0,
 		"Disconnect a client that has not logged in within this time; 0: never."),
 	S_TIME(query_wait_timeout, "120", 0,

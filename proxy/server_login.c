@@ -35,11 +35,14 @@ void server_login_failed(struct server *s, const char *sqlstate, const char *msg
 	s->pool = NULL;
 	server_close(s, "login failed");
 	/* A database that is unreachable, starting up or shutting down (a
-	 * restart, a failover) is waited for, tried again every quarter of a
-	 * second at most; other failures (a wrong password, no such database)
-	 * fail the requests that wait until server_login_retry has passed. */
+	 * restart) is waited for, tried again every quarter of a second at
+	 * most; other failures (a wrong password, no such database) fail the
+	 * requests that wait until server_login_retry has passed.  Not for a
+	 * host of a database with several: the health checker takes it out of
+	 * the routing, and its requests fail at once to be routed again. */
 	const struct config *cfg = w->snap->cfg;
-	bool down = cfg->server_down_wait > 0 && server_down_error(sqlstate);
+	bool down = cfg->server_down_wait > 0 && server_down_error(sqlstate) &&
+	        atomic_load(&p->group->n_members) <= 1;
 	double retry = cfg->server_login_retry;
 	if (down && retry > 0.25)
 		retry = 0.25;
