@@ -810,11 +810,14 @@ void client_server_idle(struct client *c)
 		return;
 	if (s->wrote && c->on_primary && c->w->snap->cfg->read_your_writes &&
 	    c->w->snap->cfg->read_routing == READ_ROUTING_AUTO) {
-		/* Read-your-writes: where the primary's WAL is now. */
+		/* Read-your-writes: where the primary's WAL is now.  The insert
+		 * position, not pg_current_wal_lsn(): with synchronous_commit
+		 * off the commit record may not be written out yet, and a
+		 * replica at the write position would not have it. */
 		s->wrote = false;
-		server_query_rows(s,
-		                  "SELECT 'lsn', (pg_catalog.pg_current_wal_lsn() - '0/0')::text",
-		                  SV_SETUP, &s->rows, lsn_done);
+		server_query_rows(
+		        s, "SELECT 'lsn', (pg_catalog.pg_current_wal_insert_lsn() - '0/0')::text",
+		        SV_SETUP, &s->rows, lsn_done);
 		return;
 	}
 	if (s->session_dirty) {
