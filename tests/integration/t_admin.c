@@ -11,7 +11,6 @@
  * KILL, RECONNECT and WAIT_CLOSE. */
 #include <config.h>
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,30 +79,6 @@ static bool config_is(void *arg)
 	return good;
 }
 
-static long number_after(const char *out, const char *label)
-{
-	const char *p = out ? strstr(out, label) : NULL;
-	return p ? strtol(p + strlen(label), NULL, 10) : -1;
-}
-
-struct bench {
-	int port;
-	int rc;
-	char *out;
-};
-
-static void *run_pgbench(void *arg)
-{
-	struct bench *b = arg;
-	char port[16];
-	snprintf(port, sizeof(port), "%d", b->port);
-	const char *argv[] = {"pgbench", "-n", "-h", "127.0.0.1", "-p", port,  "-U",
-	                      "app",     "-c", "4",  "-T",        "6",  "app", NULL};
-	const char *env[] = {"PGPASSWORD=app", "PGSSLMODE=disable", NULL};
-	b->rc = h_run(argv, env, 90, &b->out);
-	return NULL;
-}
-
 static char *history(struct h_pg *pg)
 {
 	PGconn *c = h_pg_connect(pg, "postgres", "app");
@@ -150,9 +125,13 @@ static void test_operations(struct h_pg *pg)
 	            "auth_type = md5\nadmin_users = admin\npool_mode = transaction\n") ||
 	    !h_moat_start(moat, NULL))
 		h_bail("pgmoat did not start");
-	struct bench b = {.port = moat->port};
-	pthread_t th;
-	pthread_create(&th, NULL, run_pgbench, &b);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", moat->port);
+	const char *argv[] = {"pgbench", "-n", "-h", "127.0.0.1", "-p", port,  "-U",
+	                      "app",     "-c", "4",  "-T",        "6",  "app", NULL};
+	const char *env[] = {"PGPASSWORD=app", "PGSSLMODE=disable", NULL};
+	struct h_run_async b = {.argv = argv, .env = env, .timeout = 90};
+	h_run_async_start(&b);
 	/* Under way: some transactions done. */
 	struct h_pg *pgp = pg;
 	double t0 = h_now();
@@ -179,9 +158,8 @@ static void test_operations(struct h_pg *pg)
 	out = console("admin", "adminpw", "resume", &rc);
 	is_int(rc, 0, "RESUME");
 	free(out);
-	pthread_join(th, NULL);
-	is_int(b.rc, 0, "pgbench exits 0");
-	is_int(number_after(b.out, "number of failed transactions: "), 0,
+	is_int(h_run_async_wait(&b), 0, "pgbench exits 0");
+	is_int(h_number_after(b.out, "number of failed transactions: "), 0,
 	       "zero failed transactions across PAUSE and RESUME");
 	char *c = history(pg);
 	ok(c && bb && atol(c) > atol(bb), "transactions ran again after RESUME");

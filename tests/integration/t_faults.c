@@ -22,17 +22,6 @@
 #include "tests/lib/harness.h"
 #include "tests/lib/wire.h"
 
-static long rss_kib(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	char *text = h_read_file(path, NULL);
-	const char *p = text ? strstr(text, "VmRSS:") : NULL;
-	long kib = p ? strtol(p + 6, NULL, 10) : -1;
-	free(text);
-	return kib;
-}
-
 static bool server_blocked(void *arg)
 {
 	char *v = h_pg_value(arg,
@@ -114,7 +103,7 @@ static void test_kill_mid_copy(struct h_moat *m, struct h_pg *pg)
 
 static void test_slow_reader(struct h_moat *m)
 {
-	long before = rss_kib(m->pid);
+	long before = h_proc_kib(m->pid, "VmRSS:");
 	int fd = wire_connect(m->port);
 	struct wire_login lg;
 	memset(&lg, 0, sizeof(lg));
@@ -135,7 +124,7 @@ static void test_slow_reader(struct h_moat *m)
 	 * would read all 200 MB instead and the backend would finish). */
 	ok(h_wait_until(server_blocked, m->pg, 20),
 	   "the server waits for pgmoat to read (wait_event ClientWrite)");
-	long during = rss_kib(m->pid);
+	long during = h_proc_kib(m->pid, "VmRSS:");
 	ok(before > 0 && during > 0 && during - before < 8 * 1024,
 	   "pgmoat's memory stays bounded while the client reads slowly (RSS %ld -> %ld KiB, "
 	   "bound +8192 KiB, %ld bytes read)",
@@ -148,7 +137,7 @@ static void test_slow_reader(struct h_moat *m)
 		ready = msg.type == 'Z';
 		wire_msg_free(&msg);
 	}
-	long after = rss_kib(m->pid);
+	long after = h_proc_kib(m->pid, "VmRSS:");
 	ok(ready && rows == 2000 && got > 200000000,
 	   "every row of the result arrives (%d rows, %ld bytes)", rows, got);
 	ok(after > 0 && after - before < 8 * 1024,

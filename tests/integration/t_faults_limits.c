@@ -37,29 +37,6 @@
 #define ATTEMPTS 20000
 #define BATCH 100
 
-static long proc_status_kib(pid_t pid, const char *field)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	char *text = h_read_file(path, NULL);
-	const char *p = text ? strstr(text, field) : NULL;
-	long kib = p ? strtol(p + strlen(field), NULL, 10) : -1;
-	free(text);
-	return kib;
-}
-
-/* Soft "Max open files" of `pid`, -1 if unknown. */
-static long fd_limit(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
-	char *text = h_read_file(path, NULL);
-	const char *p = text ? strstr(text, "Max open files") : NULL;
-	long n = p ? strtol(p + strlen("Max open files"), NULL, 10) : -1;
-	free(text);
-	return n;
-}
-
 /* utime + stime of `pid` in clock ticks. */
 static long cpu_ticks(pid_t pid)
 {
@@ -129,7 +106,8 @@ static void max_client_conn(struct h_pg *pg)
 	setrlimit(RLIMIT_NOFILE, &rl);
 	if (!started)
 		h_bail("pgmoat did not start");
-	long lim = fd_limit(m->pid);
+	/* The first number of "Max open files" is the soft limit. */
+	long lim = h_proc_number(m->pid, "limits", "Max open files");
 	ok(lim >= MAX_CLIENTS + 100,
 	   "started with a soft open-file limit of 1024, pgmoat raised its own to %ld", lim);
 	ok(h_moat_log_has(m, "open-file limit"), "and says so in its log");
@@ -203,7 +181,7 @@ static void max_client_conn(struct h_pg *pg)
 		close(fds[i]);
 	diag("max_client_conn: %d attempts in %.1f s (%.0f/s), pgmoat RSS %ld KiB with 5,000 "
 	     "clients",
-	     ATTEMPTS, took, ATTEMPTS / took, proc_status_kib(m->pid, "VmRSS:"));
+	     ATTEMPTS, took, ATTEMPTS / took, h_proc_kib(m->pid, "VmRSS:"));
 	h_moat_stop(m);
 }
 
@@ -330,12 +308,12 @@ static void rss_flat(struct h_pg *pg)
 			}
 		}
 		if (rss_warm < 0 && done >= warm) {
-			rss_warm = proc_status_kib(m->pid, "VmRSS:");
+			rss_warm = h_proc_kib(m->pid, "VmRSS:");
 			t_warm = h_now();
 		}
 	}
 	double took = h_now() - t0;
-	long rss_end = proc_status_kib(m->pid, "VmRSS:");
+	long rss_end = h_proc_kib(m->pid, "VmRSS:");
 	is_int(done, total, "%ld one-query transactions through pgmoat in %.1f s (%.0f/s)", done,
 	       took, done / took);
 	is_int(good, total, "each returned the right answer");

@@ -15,12 +15,6 @@
 #include "tests/lib/harness.h"
 #include "tests/lib/wire.h"
 
-static long number_after(const char *out, const char *label)
-{
-	const char *p = strstr(out, label);
-	return p ? strtol(p + strlen(label), NULL, 10) : -1;
-}
-
 /* Logs in from `src` through port `port`: true when a query ran. */
 static bool login_from(const char *src, int port, char *sqlstate, size_t n)
 {
@@ -130,8 +124,8 @@ int main(void)
 	const char *env[] = {"PGPASSWORD=app", "PGSSLMODE=disable", NULL};
 	o = NULL;
 	rc = h_run(bench, env, 90, &o);
-	long failed = o ? number_after(o, "number of failed transactions: ") : -1;
-	long done = o ? number_after(o, "number of transactions actually processed: ") : -1;
+	long failed = h_number_after(o, "number of failed transactions: ");
+	long done = h_number_after(o, "number of transactions actually processed: ");
 	is_int(rc, 0, "pgbench through HAProxy for 10 s exits 0");
 	is_int(failed, 0, "zero failed transactions");
 	ok(done > 0, "%ld transactions processed", done);

@@ -9,13 +9,6 @@
 
 #include "tests/lib/harness.h"
 
-/* The number after `label` in pgbench's output, -1 if absent. */
-static long number_after(const char *out, const char *label)
-{
-	const char *p = strstr(out, label);
-	return p ? strtol(p + strlen(label), NULL, 10) : -1;
-}
-
 static int pgbench(struct h_moat *m, const char *const extra[], double timeout, char **out)
 {
 	char port[16];
@@ -34,8 +27,8 @@ static void run(struct h_moat *m, const char *what, const char *const args[])
 {
 	char *out = NULL;
 	int rc = pgbench(m, args, 90, &out);
-	long failed = number_after(out, "number of failed transactions: ");
-	long done = number_after(out, "number of transactions actually processed: ");
+	long failed = h_number_after(out, "number of failed transactions: ");
+	long done = h_number_after(out, "number of transactions actually processed: ");
 	is_int(rc, 0, "%s: pgbench exits 0", what);
 	is_int(failed, 0, "%s: zero failed transactions", what);
 	ok(done > 0, "%s: %ld transactions processed", what, done);
@@ -77,15 +70,7 @@ int main(void)
 	run(m, "10 clients, 3 s, select-only, prepared", sel);
 
 	/* TPC-B bookkeeping must add up: nothing lost or doubled. */
-	PGconn *direct = h_pg_connect(pg, "app", "app");
-	char *v = h_value(direct,
-	                  "select (select sum(abalance) from pgbench_accounts)"
-	                  " = (select coalesce(sum(delta), 0) from pgbench_history)"
-	                  " and (select sum(bbalance) from pgbench_branches)"
-	                  " = (select coalesce(sum(delta), 0) from pgbench_history)");
-	is_str(v, "t", "account and branch balances equal the history's sum");
-	free(v);
-	PQfinish(direct);
+	ok(h_pgbench_balanced(pg, "app"), "account and branch balances equal the history's sum");
 	ok(h_moat_alive(m), "pgmoat still running");
 	int n = h_pg_count_backends(pg, "app");
 	ok(n >= 0 && n <= 60, "PostgreSQL has at most default_pool_size backends for the pool (%d)",

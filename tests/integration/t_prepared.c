@@ -242,13 +242,6 @@ static void many_clients(struct h_moat *m)
 
 /* --- 2. pgbench -M prepared */
 
-/* The number after `label` in pgbench's output, -1 if absent. */
-static long number_after(const char *out, const char *label)
-{
-	const char *p = out ? strstr(out, label) : NULL;
-	return p ? strtol(p + strlen(label), NULL, 10) : -1;
-}
-
 static int pgbench(int port, const char *const extra[], double timeout, char **out)
 {
 	char portstr[16];
@@ -267,8 +260,8 @@ static void pgbench_run(struct h_moat *m, const char *what, const char *const ar
 {
 	char *out = NULL;
 	int rc = pgbench(m->port, args, 150, &out);
-	long failed = number_after(out, "number of failed transactions: ");
-	long done = number_after(out, "number of transactions actually processed: ");
+	long failed = h_number_after(out, "number of failed transactions: ");
+	long done = h_number_after(out, "number of transactions actually processed: ");
 	is_int(rc, 0, "%s: pgbench exits 0", what);
 	is_int(failed, 0, "%s: zero failed transactions", what);
 	is_int(done, want, "%s: all %ld transactions processed", what, want);

@@ -9,7 +9,6 @@
  * this test for the reload paths. */
 #include <config.h>
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,31 +20,6 @@
 
 static struct h_pg *pg;
 static struct h_moat *moat;
-
-struct bench {
-	int rc;
-	char *out;
-	atomic_bool done;
-};
-
-static void *run_pgbench(void *arg)
-{
-	struct bench *b = arg;
-	char port[16];
-	snprintf(port, sizeof(port), "%d", moat->port);
-	const char *argv[] = {"pgbench", "-n", "-h", "127.0.0.1", "-p", port, "-U",  "app",
-	                      "-c",      "16", "-j", "2",         "-T", "12", "app", NULL};
-	const char *env[] = {"PGPASSWORD=app", "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=30", NULL};
-	b->rc = h_run(argv, env, 120 * h_slow(), &b->out);
-	atomic_store(&b->done, true);
-	return NULL;
-}
-
-static long number_after(const char *out, const char *label)
-{
-	const char *p = out ? strstr(out, label) : NULL;
-	return p ? strtol(p + strlen(label), NULL, 10) : -1;
-}
 
 static bool write_ini(int gen, int pool_size)
 {
@@ -126,9 +100,13 @@ int main(void)
 	}
 	free(out);
 
-	struct bench b = {.rc = -1};
-	pthread_t th;
-	pthread_create(&th, NULL, run_pgbench, &b);
+	char mport[16];
+	snprintf(mport, sizeof(mport), "%d", moat->port);
+	const char *argv[] = {"pgbench", "-n", "-h", "127.0.0.1", "-p", mport, "-U",  "app",
+	                      "-c",      "16", "-j", "2",         "-T", "12",  "app", NULL};
+	const char *env[] = {"PGPASSWORD=app", "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=30", NULL};
+	struct h_run_async b = {.argv = argv, .env = env, .timeout = 120 * h_slow()};
+	h_run_async_start(&b);
 	ok(h_wait_until(serving, NULL, 20 * h_slow()), "pgbench runs through pgmoat");
 
 	/* Ten reloads, each with a new target and pool_size 6, 2, 6, ... 2. */
@@ -161,9 +139,9 @@ int main(void)
 	}
 	ok(bounded && most <= 2, "the last pool_size (2) bounds the backends (at most %d)", most);
 
-	pthread_join(th, NULL);
-	long failed = number_after(b.out, "number of failed transactions: ");
-	long done = number_after(b.out, "number of transactions actually processed: ");
+	h_run_async_wait(&b);
+	long failed = h_number_after(b.out, "number of failed transactions: ");
+	long done = h_number_after(b.out, "number of transactions actually processed: ");
 	is_int(b.rc, 0, "pgbench exits 0");
 	is_int(failed, 0, "zero failed transactions");
 	ok(done > 0, "%ld transactions processed", done);
@@ -171,14 +149,6 @@ int main(void)
 		h_diag_text("  pgbench: ", b.out);
 	free(b.out);
 
-	PGconn *direct = h_pg_connect(pg, "app", "app");
-	char *v = h_value(direct,
-	                  "select (select sum(abalance) from pgbench_accounts)"
-	                  " = (select coalesce(sum(delta), 0) from pgbench_history)"
-	                  " and (select sum(bbalance) from pgbench_branches)"
-	                  " = (select coalesce(sum(delta), 0) from pgbench_history)");
-	is_str(v, "t", "account and branch balances equal the history's sum");
-	free(v);
-	PQfinish(direct);
+	ok(h_pgbench_balanced(pg, "app"), "account and branch balances equal the history's sum");
 	return h_done();
 }

@@ -358,10 +358,8 @@ static int pgbench_ro(struct h_moat *m, double secs, long *failed, long *done)
 	const char *env[] = {"PGPASSWORD=app", "PGSSLMODE=disable", NULL};
 	char *out = NULL;
 	int rc = h_run(argv, env, secs + 60, &out);
-	const char *f = out ? strstr(out, "number of failed transactions: ") : NULL;
-	const char *d = out ? strstr(out, "number of transactions actually processed: ") : NULL;
-	*failed = f ? strtol(f + 31, NULL, 10) : -1;
-	*done = d ? strtol(d + 44, NULL, 10) : -1;
+	*failed = h_number_after(out, "number of failed transactions: ");
+	*done = h_number_after(out, "number of transactions actually processed: ");
 	if (rc != 0 || *failed != 0)
 		h_diag_text("pgbench: ", out ? out : "");
 	free(out);

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -89,34 +88,6 @@ static void write_ini(struct h_moat *m, int id, struct h_moat *a, struct h_moat 
 	if (!h_moat_write_ini(m, t))
 		h_bail("cannot write the configuration");
 	free(t);
-}
-
-struct bench {
-	int port;
-	int rc;
-	char *out;
-	atomic_bool finished;
-};
-
-static void *run_pgbench(void *arg)
-{
-	struct bench *b = arg;
-	char port[16];
-	snprintf(port, sizeof port, "%d", b->port);
-	const char *argv[] = {"pgbench", "-C", "-c",     "4",   "-j", "2",         "-T",
-	                      "12",      "-M", "simple", "-n",  "-h", "127.0.0.1", "-p",
-	                      port,      "-U", "app",    "app", NULL};
-	const char *env[] = {"PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10", NULL};
-	b->rc = h_run(argv, env, 60, &b->out);
-	atomic_store(&b->finished, true);
-	return NULL;
-}
-
-/* The number after `label` in pgbench's output, -1 if absent. */
-static long number_after(const char *out, const char *label)
-{
-	const char *p = out ? strstr(out, label) : NULL;
-	return p ? strtol(p + strlen(label), NULL, 10) : -1;
 }
 
 /* Reads up to ReadyForQuery: the SQLSTATE of an error ("" if none). */
@@ -255,10 +226,12 @@ int main(void)
 	                      port,      "-U", "app", "app", NULL};
 	is_int(h_run(init, NULL, 120, NULL), 0, "pgbench -i through A");
 
-	struct bench bench = {.port = a->port};
-	atomic_init(&bench.finished, false);
-	pthread_t th;
-	pthread_create(&th, NULL, run_pgbench, &bench);
+	const char *argv[] = {"pgbench", "-C", "-c",     "4",   "-j", "2",         "-T",
+	                      "12",      "-M", "simple", "-n",  "-h", "127.0.0.1", "-p",
+	                      port,      "-U", "app",    "app", NULL};
+	const char *env[] = {"PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10", NULL};
+	struct h_run_async bench = {.argv = argv, .env = env, .timeout = 60};
+	h_run_async_start(&bench);
 	h_nap(2);
 	ok(h_moat_start_log(b, NULL, " started"), "B starts on A's port while pgbench runs");
 	struct wire_login l;
@@ -275,13 +248,13 @@ int main(void)
 	is_int(console(a, "shutdown wait_for_clients"), 0,
 	       "SHUTDOWN WAIT_FOR_CLIENTS on A's own unix socket");
 	int rc = h_moat_wait_exit(a, 30);
-	bool running = !atomic_load(&bench.finished);
+	bool running = !atomic_load(&bench.done);
 	is_int(rc, 0, "A exits with status 0");
 	ok(running, "while pgbench is still running");
 
-	pthread_join(th, NULL);
-	long failed = number_after(bench.out, "number of failed transactions: ");
-	long done = number_after(bench.out, "number of transactions actually processed: ");
+	h_run_async_wait(&bench);
+	long failed = h_number_after(bench.out, "number of failed transactions: ");
+	long done = h_number_after(bench.out, "number of transactions actually processed: ");
 	is_int(bench.rc, 0, "pgbench -C exits 0");
 	is_int(failed, 0, "zero failed transactions");
 	ok(done > 0, "%ld transactions processed", done);
@@ -297,17 +270,11 @@ int main(void)
 	char *n = h_value(direct, "select count(*) from pgbench_history");
 	is_int(n ? atol(n) : -1, done, "pgbench_history holds every transaction pgbench counted");
 	free(n);
-	char *v = h_value(direct,
-	                  "select (select sum(abalance) from pgbench_accounts)"
-	                  " = (select coalesce(sum(delta), 0) from pgbench_history)"
-	                  " and (select sum(bbalance) from pgbench_branches)"
-	                  " = (select coalesce(sum(delta), 0) from pgbench_history)");
-	is_str(v, "t", "account and branch balances equal the history's sum");
-	free(v);
 	PQfinish(direct);
+	ok(h_pgbench_balanced(pg, "app"), "account and branch balances equal the history's sum");
 
 	PGconn *c = h_moat_connect(b, "app", "app", NULL);
-	v = h_connected(c) ? h_value(c, "select 'on B'") : NULL;
+	char *v = h_connected(c) ? h_value(c, "select 'on B'") : NULL;
 	is_str(v, "on B", "the shared port is served by B alone now");
 	free(v);
 	PQfinish(c);

@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -300,6 +301,27 @@ char *h_read_file(const char *path, size_t *len)
 	return buf;
 }
 
+long h_number_after(const char *text, const char *label)
+{
+	const char *p = text ? strstr(text, label) : NULL;
+	return p ? strtol(p + strlen(label), NULL, 10) : -1;
+}
+
+long h_proc_number(pid_t pid, const char *file, const char *label)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	char *text = h_read_file(path, NULL);
+	long n = h_number_after(text, label);
+	free(text);
+	return n;
+}
+
+long h_proc_kib(pid_t pid, const char *field)
+{
+	return h_proc_number(pid, "status", field);
+}
+
 int h_free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -477,6 +499,30 @@ int h_run_as(const char *const argv[], const char *const env[], double timeout, 
 int h_run(const char *const argv[], const char *const env[], double timeout, char **output)
 {
 	return h_run_as(argv, env, timeout, output, false, NULL);
+}
+
+static void *run_async_main(void *arg)
+{
+	struct h_run_async *r = arg;
+	r->rc = h_run(r->argv, r->env, r->timeout, &r->out);
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+void h_run_async_start(struct h_run_async *r)
+{
+	r->rc = -1;
+	r->out = NULL;
+	atomic_init(&r->done, false);
+	int err = pthread_create(&r->thread, NULL, run_async_main, r);
+	if (err != 0)
+		h_bail("pthread_create for %s: %s", r->argv[0], strerror(err));
+}
+
+int h_run_async_wait(struct h_run_async *r)
+{
+	pthread_join(r->thread, NULL);
+	return r->rc;
 }
 
 /* --- set-up */

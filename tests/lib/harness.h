@@ -25,6 +25,8 @@
 #ifndef PGMOAT_TESTS_HARNESS_H
 #define PGMOAT_TESTS_HARNESS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -70,6 +72,14 @@ bool h_write_file(const char *path, const char *text);
 char *h_read_file(const char *path, size_t *len);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int h_free_port(void);
+/* The number (strtol, base 10) right after the first `label` in `text`, -1
+ * if `text` is NULL or has no `label`; e.g. pgbench's "number of failed
+ * transactions: ". */
+long h_number_after(const char *text, const char *label);
+/* The number after `label` in /proc/<pid>/<file>, -1 if unknown. */
+long h_proc_number(pid_t pid, const char *file, const char *label);
+/* A field of /proc/<pid>/status in KiB ("VmRSS:", "VmHWM:"), -1 if unknown. */
+long h_proc_kib(pid_t pid, const char *field);
 /* Whether something accepts TCP connections on 127.0.0.1:port. */
 bool h_tcp_accepts(int port);
 /* Polls `cond` every few milliseconds until it holds or `timeout` passes. */
@@ -89,6 +99,25 @@ void h_md5_hex(const void *data, size_t len, char hex[33]);
  * 128 + signal if it was killed, or -1 if it could not run or exceeded
  * `timeout` seconds (it is then killed). */
 int h_run(const char *const argv[], const char *const env[], double timeout, char **output);
+
+/* h_run in a thread of its own, for a program (pgbench) that runs while the
+ * test does other things.  The test sets argv, env (may be NULL) and
+ * timeout, which must stay valid until h_run_async_wait; `done` turns true
+ * once the program has ended; rc and out (the output, free it) are h_run's,
+ * to read after h_run_async_wait. */
+struct h_run_async {
+	const char *const *argv;
+	const char *const *env;
+	double timeout;
+	int rc;
+	char *out;
+	atomic_bool done;
+	pthread_t thread;
+};
+/* Starts the program's thread; bails if it cannot. */
+void h_run_async_start(struct h_run_async *r);
+/* Joins the thread: the program's exit status, as h_run's. */
+int h_run_async_wait(struct h_run_async *r);
 
 /* Starts a program in the background (output appended to `out_path`); it
  * is killed at cleanup if still running.  -1 if fork failed. */
@@ -141,6 +170,11 @@ bool h_pg_terminate(struct h_pg *pg, int pid);
 int h_pg_wait_active(struct h_pg *pg, const char *prefix, double timeout);
 /* Number of backends of user `user` (client backends only). */
 int h_pg_count_backends(struct h_pg *pg, const char *user);
+/* pgbench's TPC-B bookkeeping in database `db` adds up: the sums of the
+ * accounts' and of the branches' balances both equal the sum of
+ * pgbench_history's deltas (nothing lost or doubled).  A diagnostic with
+ * the sums when not. */
+bool h_pgbench_balanced(struct h_pg *pg, const char *db);
 
 /* A streaming replica of `primary` (pg_basebackup -R -c fast -X stream),
  * on its own port and socket directory, started and streaming; bails on

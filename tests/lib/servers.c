@@ -388,6 +388,28 @@ int h_pg_count_backends(struct h_pg *pg, const char *user)
 	return n;
 }
 
+bool h_pgbench_balanced(struct h_pg *pg, const char *db)
+{
+	PGconn *c = h_pg_connect(pg, "postgres", db);
+	PGresult *r = PQexec(c,
+	                     "select (select sum(abalance) from pgbench_accounts),"
+	                     " (select sum(bbalance) from pgbench_branches),"
+	                     " (select coalesce(sum(delta), 0) from pgbench_history)");
+	bool got = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+	bool balanced = got && !PQgetisnull(r, 0, 0) && !PQgetisnull(r, 0, 1) &&
+	        strcmp(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 2)) == 0 &&
+	        strcmp(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2)) == 0;
+	if (!got)
+		h_diag_text("  pgbench balances: ", PQerrorMessage(c));
+	else if (!balanced)
+		diag("  pgbench balances: accounts %s, branches %s, history %s",
+		     PQgetisnull(r, 0, 0) ? "NULL" : PQgetvalue(r, 0, 0),
+		     PQgetisnull(r, 0, 1) ? "NULL" : PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
+	PQclear(r);
+	PQfinish(c);
+	return balanced;
+}
+
 /* --- pgmoat */
 
 struct h_moat *h_moat_new(struct h_pg *pg)

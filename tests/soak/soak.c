@@ -118,18 +118,6 @@ static char *super_value(struct h_pg *pg, const char *sql)
 	return v;
 }
 
-/* A field of /proc/<pid>/status in KiB ("VmRSS:", "VmHWM:"), -1 if unknown. */
-static long proc_kib(pid_t pid, const char *field)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	char *text = h_read_file(path, NULL);
-	const char *p = text ? strstr(text, field) : NULL;
-	long kib = p ? strtol(p + strlen(field), NULL, 10) : -1;
-	free(text);
-	return kib;
-}
-
 static void setup(struct soak *s)
 {
 	struct h_pg_opts o = {.conf = "deadlock_timeout = 50ms\nsynchronous_commit = on\n"};
@@ -541,9 +529,9 @@ int main(int argc, char **argv)
 		chaos_tick(&s);
 		/* pgmoat's memory once the pools and caches are warm. */
 		if (rss_start < 0 && h_now() - t0 >= 10)
-			rss_start = proc_kib(s.moat->pid, "VmRSS:");
+			rss_start = h_proc_kib(s.moat->pid, "VmRSS:");
 	}
-	long rss_end = proc_kib(s.moat->pid, "VmRSS:"), hwm = proc_kib(s.moat->pid, "VmHWM:");
+	long rss_end = h_proc_kib(s.moat->pid, "VmRSS:"), hwm = h_proc_kib(s.moat->pid, "VmHWM:");
 	stop_clients(&s);
 	double ran = h_now() - t0;
 	ok(h_moat_alive(s.moat), "pgmoat ran %.0f s under chaos: no crash, no client stuck %d s",
