@@ -269,6 +269,23 @@ bool proto_parse_row2(const uint8_t *body, size_t len, const uint8_t *col[2], ui
 	return true;
 }
 
+const char *proto_parse_password(const uint8_t *body, size_t len)
+{
+	const uint8_t *nul = memchr(body, '\0', len);
+	return nul && (size_t)(nul - body) + 1 == len ? (const char *)body : NULL;
+}
+
+bool proto_parse_sasl_initial(const uint8_t *body, size_t len, const char **mechanism,
+                              const uint8_t **data, uint32_t *data_len)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	*mechanism = reader_str(&r);
+	*data_len = reader_u32(&r);
+	*data = r.bad || *data_len == UINT32_MAX ? NULL : reader_bytes(&r, *data_len);
+	return *mechanism && *data && !r.bad && reader_left(&r) == 0;
+}
+
 void proto_error(struct pkt *p, const char *severity, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];

@@ -108,6 +108,15 @@ bool proto_parse_backend_key(const uint8_t *body, size_t len, uint32_t *pid, uin
 bool proto_parse_row2(const uint8_t *body, size_t len, const uint8_t *col[2], uint32_t n[2])
         __attribute__((warn_unused_result));
 
+/* A PasswordMessage body: one string filling it.  NULL if malformed. */
+const char *proto_parse_password(const uint8_t *body, size_t len);
+/* A SASLInitialResponse body: the mechanism's name, then the length and
+ * bytes of the client's first message (-1 for none is refused), nothing
+ * after.  False if malformed. */
+bool proto_parse_sasl_initial(const uint8_t *body, size_t len, const char **mechanism,
+                              const uint8_t **data, uint32_t *data_len)
+        __attribute__((warn_unused_result));
+
 /* Messages to clients */
 void proto_error(struct pkt *p, const char *severity, const char *sqlstate, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
