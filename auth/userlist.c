@@ -163,10 +163,8 @@ static void list_free_entries(struct user_entry *entries, size_t n)
 	free(entries);
 }
 
-/* Parse `len` bytes of `text` (which may hold NUL bytes: those lines are
- * errors). */
-static struct userlist *parse(const char *name, const char *text, size_t len,
-                              struct strlist *errors)
+struct userlist *userlist_parse_text(const char *name, const char *text, size_t len,
+                                     struct strlist *errors)
 {
 	struct user_entry *entries = NULL;
 	size_t n = 0, cap = 0, line = 0, nerr = 0, kept = 0;
@@ -217,7 +215,7 @@ static struct userlist *parse(const char *name, const char *text, size_t len,
 
 struct userlist *userlist_parse_string(const char *name, const char *text, struct strlist *errors)
 {
-	return parse(name, text, strlen(text), errors);
+	return userlist_parse_text(name, text, strlen(text), errors);
 }
 
 struct userlist *userlist_load(const char *path, struct strlist *errors)
@@ -266,7 +264,7 @@ struct userlist *userlist_load(const char *path, struct strlist *errors)
 			break;
 		len += (size_t)r;
 	}
-	l = parse(path, buf != NULL ? buf : "", len, errors);
+	l = userlist_parse_text(path, buf != NULL ? buf : "", len, errors);
 out:
 	if (buf != NULL) {
 		secure_zero(buf, len);

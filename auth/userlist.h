@@ -43,6 +43,10 @@ struct userlist *userlist_load(const char *path, struct strlist *errors)
         __attribute__((warn_unused_result));
 struct userlist *userlist_parse_string(const char *name, const char *text, struct strlist *errors)
         __attribute__((warn_unused_result));
+/* `len` bytes of `text`, as read from a file: a line holding a NUL byte is
+ * an error. */
+struct userlist *userlist_parse_text(const char *name, const char *text, size_t len,
+                                     struct strlist *errors) __attribute__((warn_unused_result));
 /* The stored secret for `user`, or NULL. */
 const char *userlist_lookup(const struct userlist *l, const char *user);
 size_t userlist_count(const struct userlist *l);

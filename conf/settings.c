@@ -529,20 +529,29 @@ const struct setting *config_find_setting(const char *name)
 
 /* --- suggestions for misspelt names ----------------------------------- */
 
-/* Edit distance counting an adjacent swap as one edit; case-insensitive. */
-static size_t edit_distance(const char *a, const char *b)
+/* Edit distance counting an adjacent swap as one edit; case-insensitive.
+ * Only distances up to `max` are computed exactly (cells further than `max`
+ * from the diagonal are never looked at): anything greater is max + 1. */
+static size_t edit_distance(const char *a, const char *b, size_t max)
 {
 	enum { M = 64 };
 	size_t la = strlen(a), lb = strlen(b);
-	if (la >= M || lb >= M)
+	if (la >= M || lb >= M || max >= M)
 		return SIZE_MAX;
-	unsigned short d[M + 1][M + 1];
+	if ((la > lb ? la - lb : lb - la) > max)
+		return max + 1;
+	const unsigned short far = (unsigned short)(max + 1);
+	unsigned short d[M + 1][M + 2];
 	for (size_t i = 0; i <= la; i++)
-		d[i][0] = (unsigned short)i;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = (unsigned short)j;
+		d[i][0] = (unsigned short)MIN(i, max + 1);
+	for (size_t j = 0; j <= lb + 1; j++)
+		d[0][j] = (unsigned short)MIN(j, max + 1);
 	for (size_t i = 1; i <= la; i++) {
-		for (size_t j = 1; j <= lb; j++) {
+		size_t lo = i > max ? i - max : 1, hi = MIN(lb, i + max);
+		if (lo > 1)
+			d[i][lo - 1] = far;
+		unsigned row_min = lo == 1 ? d[i][0] : far;
+		for (size_t j = lo; j <= hi; j++) {
 			int ca = tolower((unsigned char)a[i - 1]),
 			    cb = tolower((unsigned char)b[j - 1]);
 			unsigned v = d[i - 1][j - 1] + (ca != cb);
@@ -551,8 +560,13 @@ static size_t edit_distance(const char *a, const char *b)
 			if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
 			    tolower((unsigned char)a[i - 2]) == cb)
 				v = MIN(v, d[i - 2][j - 2] + 1u);
+			v = MIN(v, (unsigned)far);
 			d[i][j] = (unsigned short)v;
+			row_min = MIN(row_min, v);
 		}
+		d[i][hi + 1] = far;
+		if (row_min > max)
+			return max + 1; /* every path from here only grows */
 	}
 	return d[la][lb];
 }
@@ -567,7 +581,7 @@ const char *settings_closest_name(const char *word, const void *base, size_t n, 
 	size_t best_d = SIZE_MAX;
 	for (size_t i = 0; i < n; i++) {
 		const char *name = *(const char *const *)((const char *)base + i * stride);
-		size_t dist = edit_distance(word, name);
+		size_t dist = edit_distance(word, name, limit);
 		if (dist < best_d) {
 			best_d = dist;
 			best = name;

@@ -3,7 +3,6 @@
 #include "proxy/admin.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +16,7 @@
 #include "common/util.h"
 #include "conf/config.h"
 #include "pool/pool.h"
+#include "proxy/admin_cmd.h"
 #include "proxy/admin_int.h"
 #include "proxy/client.h"
 #include "proxy/proto.h"
@@ -385,35 +385,8 @@ static void admin_error(struct client *c, const char *sqlstate, const char *fmt_
 
 /* SET key = value: checked here, applied by the control thread as a reload
  * with the value on top of the file (proxy/main.c). */
-static void cmd_set(struct client *c, const char *args)
+static void cmd_set(struct client *c, const char *key, const char *value)
 {
-	const char *eq = strchr(args, '=');
-	if (!eq) {
-		admin_error(c, "42601", "syntax: SET key = value");
-		return;
-	}
-	char key[128];
-	size_t klen = (size_t)(eq - args);
-	while (klen > 0 && isspace((unsigned char)args[klen - 1]))
-		klen--;
-	if (klen == 0 || klen >= sizeof(key)) {
-		admin_error(c, "42601", "syntax: SET key = value");
-		return;
-	}
-	memcpy(key, args, klen);
-	key[klen] = '\0';
-	const char *v = eq + 1;
-	while (isspace((unsigned char)*v))
-		v++;
-	char value[1024];
-	strlcopy(value, v, sizeof(value));
-	size_t vl = strlen(value);
-	while (vl > 0 && (isspace((unsigned char)value[vl - 1]) || value[vl - 1] == ';'))
-		value[--vl] = '\0';
-	if (vl >= 2 && (value[0] == '\'' || value[0] == '"') && value[vl - 1] == value[0]) {
-		memmove(value, value + 1, vl - 2);
-		value[vl - 2] = '\0';
-	}
 	const struct setting *s = config_find_setting(key);
 	if (!s) {
 		admin_error(c, "42704", "unknown setting: %s", key);
@@ -546,73 +519,15 @@ static void set_disabled(struct runtime *rt, const char *db, bool on)
 
 /* --- dispatch --- */
 
-static bool word_is(const char **p, const char *w)
-{
-	size_t n = strlen(w);
-	if (strncasecmp(*p, w, n) != 0 || (isalnum((unsigned char)(*p)[n]) || (*p)[n] == '_'))
-		return false;
-	*p += n;
-	while (isspace((unsigned char)**p))
-		(*p)++;
-	return true;
-}
-
 /* Run one command; false when its answer comes later (a job). */
 static bool run(struct client *c, char *sql)
 {
 	struct pkt *out = &c->conn.out;
-	char *p = sql;
-	while (isspace((unsigned char)*p))
-		p++;
-	size_t n = strlen(p);
-	while (n > 0 && (isspace((unsigned char)p[n - 1]) || p[n - 1] == ';'))
-		p[--n] = '\0';
-	const char *q = p;
-	if (!*q) {
-		pkt_begin(out, 'I'); /* EmptyQueryResponse */
-		pkt_end(out);
-		return true;
-	}
-	if (word_is(&q, "SHOW")) {
-		if (word_is(&q, "HELP") && !*q)
-			admin_show_help(out);
-		else if (word_is(&q, "VERSION") && !*q)
-			admin_show_version(out);
-		else if (word_is(&q, "CONFIG") && !*q)
-			admin_show_config(c, out);
-		else if (word_is(&q, "DATABASES") && !*q)
-			admin_show_databases(c, out);
-		else if (word_is(&q, "USERS") && !*q)
-			admin_show_users(c, out);
-		else if (word_is(&q, "POOLS") && !*q)
-			admin_show_pools(c, out);
-		else if (word_is(&q, "HOSTS") && !*q)
-			admin_show_hosts(c, out);
-		else if (word_is(&q, "LISTS") && !*q)
-			admin_show_lists(c, out);
-		else if (word_is(&q, "STATE") && !*q)
-			admin_show_state(c, out);
-		else if (word_is(&q, "STATS") && !*q)
-			admin_show_stats(c, out, 0);
-		else if (word_is(&q, "STATS_TOTALS") && !*q)
-			admin_show_stats(c, out, 1);
-		else if (word_is(&q, "STATS_AVERAGES") && !*q)
-			admin_show_stats(c, out, 2);
-		else if (word_is(&q, "MEM") && !*q)
-			admin_show_mem(c, out);
-		else if (word_is(&q, "CLIENTS") && !*q) {
-			start_job(c, JOB_CLIENTS, NULL, 0);
-			return false;
-		} else if (word_is(&q, "SERVERS") && !*q) {
-			start_job(c, JOB_SERVERS, NULL, 0);
-			return false;
-		} else
-			admin_error(c, "42601", "unknown SHOW command: %s (SHOW HELP lists them)",
-			            p);
-		return true;
-	}
-	/* Everything else changes things: admin_users only. */
-	if (!is_admin(c)) {
+	struct admin_cmd cmd;
+	admin_cmd_parse(sql, &cmd);
+	const char *p = cmd.text, *q = cmd.arg;
+	/* Everything but SHOW changes things: admin_users only. */
+	if (!admin_cmd_read_only(cmd.kind) && !is_admin(c)) {
 		admin_error(c, "42501",
 		            "permission denied: only admin_users may run \"%s\" (stats_users may "
 		            "run SHOW commands)",
@@ -620,89 +535,134 @@ static bool run(struct client *c, char *sql)
 		log_client(c, LL_WARNING, "admin console: refused \"%s\" (not in admin_users)", p);
 		return true;
 	}
-	if (word_is(&q, "SET")) {
-		cmd_set(c, q);
-	} else if (word_is(&q, "RELOAD") && !*q) {
+	char *db;
+	switch (cmd.kind) {
+	case ADMIN_EMPTY:
+		pkt_begin(out, 'I'); /* EmptyQueryResponse */
+		pkt_end(out);
+		break;
+	case ADMIN_SHOW_HELP:
+		admin_show_help(out);
+		break;
+	case ADMIN_SHOW_VERSION:
+		admin_show_version(out);
+		break;
+	case ADMIN_SHOW_CONFIG:
+		admin_show_config(c, out);
+		break;
+	case ADMIN_SHOW_DATABASES:
+		admin_show_databases(c, out);
+		break;
+	case ADMIN_SHOW_USERS:
+		admin_show_users(c, out);
+		break;
+	case ADMIN_SHOW_POOLS:
+		admin_show_pools(c, out);
+		break;
+	case ADMIN_SHOW_HOSTS:
+		admin_show_hosts(c, out);
+		break;
+	case ADMIN_SHOW_LISTS:
+		admin_show_lists(c, out);
+		break;
+	case ADMIN_SHOW_STATE:
+		admin_show_state(c, out);
+		break;
+	case ADMIN_SHOW_STATS:
+		admin_show_stats(c, out, 0);
+		break;
+	case ADMIN_SHOW_STATS_TOTALS:
+		admin_show_stats(c, out, 1);
+		break;
+	case ADMIN_SHOW_STATS_AVERAGES:
+		admin_show_stats(c, out, 2);
+		break;
+	case ADMIN_SHOW_MEM:
+		admin_show_mem(c, out);
+		break;
+	case ADMIN_SHOW_CLIENTS:
+		start_job(c, JOB_CLIENTS, NULL, 0);
+		return false;
+	case ADMIN_SHOW_SERVERS:
+		start_job(c, JOB_SERVERS, NULL, 0);
+		return false;
+	case ADMIN_SHOW_UNKNOWN:
+		admin_error(c, "42601", "unknown SHOW command: %s (SHOW HELP lists them)", p);
+		break;
+	case ADMIN_SET:
+		cmd_set(c, cmd.key, cmd.value);
+		break;
+	case ADMIN_RELOAD:
 		log_client(c, LL_INFO, "admin console: RELOAD");
 		kill(getpid(), SIGHUP);
 		admin_command_complete(out, "RELOAD");
-	} else if (word_is(&q, "PAUSE")) {
-		char *db;
+		break;
+	case ADMIN_PAUSE:
 		if (!db_arg(c, q, false, &db))
 			return true;
 		admin_pools_do(db, 0);
 		log_client(c, LL_INFO, "admin console: PAUSE %s", db ? db : "(all)");
 		return wait_for(c, WAIT_PAUSE, db);
-	} else if (word_is(&q, "RESUME")) {
-		char *db;
+	case ADMIN_RESUME:
 		if (!db_arg(c, q, false, &db))
 			return true;
 		admin_pools_do(db, 1);
 		log_client(c, LL_INFO, "admin console: RESUME %s", db ? db : "(all)");
 		free(db);
 		admin_command_complete(out, "RESUME");
-	} else if (word_is(&q, "DISABLE") || word_is(&q, "ENABLE")) {
-		bool disable = toupper((unsigned char)p[0]) == 'D';
-		char *db;
+		break;
+	case ADMIN_DISABLE:
+	case ADMIN_ENABLE: {
+		bool disable = cmd.kind == ADMIN_DISABLE;
 		if (!db_arg(c, q, true, &db))
 			return true;
 		set_disabled(c->w->rt, db, disable);
 		log_client(c, LL_INFO, "admin console: %s %s", disable ? "DISABLE" : "ENABLE", db);
 		free(db);
 		admin_command_complete(out, disable ? "DISABLE" : "ENABLE");
-	} else if (word_is(&q, "RECONNECT")) {
-		char *db;
+		break;
+	}
+	case ADMIN_RECONNECT:
 		if (!db_arg(c, q, false, &db))
 			return true;
 		admin_pools_do(db, 2);
 		log_client(c, LL_INFO, "admin console: RECONNECT %s", db ? db : "(all)");
 		free(db);
 		admin_command_complete(out, "RECONNECT");
-	} else if (word_is(&q, "WAIT_CLOSE")) {
-		char *db;
+		break;
+	case ADMIN_WAIT_CLOSE:
 		if (!db_arg(c, q, false, &db))
 			return true;
 		return wait_for(c, WAIT_CLOSE, db);
-	} else if (word_is(&q, "KILL_CLIENT")) {
-		const char *id = q;
-		if (strncasecmp(id, "C-", 2) == 0)
-			id += 2;
-		char *end;
-		unsigned long long num = strtoull(id, &end, 10);
-		if (!*id || *end) {
-			admin_error(c, "42601", "syntax: KILL_CLIENT C-<id> (from SHOW CLIENTS)");
-			return true;
-		}
-		log_client(c, LL_INFO, "admin console: KILL_CLIENT C-%llu", num);
-		start_job(c, JOB_KILL_CLIENT, NULL, num);
+	case ADMIN_KILL_CLIENT:
+		log_client(c, LL_INFO, "admin console: KILL_CLIENT C-%llu", cmd.client_id);
+		start_job(c, JOB_KILL_CLIENT, NULL, cmd.client_id);
 		return false;
-	} else if (word_is(&q, "KILL")) {
-		char *db;
+	case ADMIN_KILL:
 		if (!db_arg(c, q, true, &db))
 			return true;
 		log_client(c, LL_INFO, "admin console: KILL %s", db);
 		start_job(c, JOB_KILL_DB, db, 0);
 		free(db);
 		return false;
-	} else if (word_is(&q, "SHUTDOWN")) {
-		enum shutdown_mode mode = SHUTDOWN_FAST;
-		if (word_is(&q, "WAIT_FOR_CLIENTS"))
-			mode = SHUTDOWN_WAIT_CLIENTS;
-		else if (word_is(&q, "WAIT_FOR_SERVERS"))
-			mode = SHUTDOWN_GRACEFUL;
-		if (*q) {
-			admin_error(c, "42601",
-			            "syntax: SHUTDOWN [WAIT_FOR_CLIENTS | WAIT_FOR_SERVERS]");
-			return true;
-		}
-		log_client(c, LL_INFO, "admin console: SHUTDOWN%s",
-		           mode == SHUTDOWN_WAIT_CLIENTS       ? " WAIT_FOR_CLIENTS"
-		                   : mode == SHUTDOWN_GRACEFUL ? " WAIT_FOR_SERVERS"
-		                                               : "");
+	case ADMIN_SHUTDOWN: {
+		static const enum shutdown_mode modes[] = {
+		        [ADMIN_SHUTDOWN_FAST] = SHUTDOWN_FAST,
+		        [ADMIN_SHUTDOWN_WAIT_CLIENTS] = SHUTDOWN_WAIT_CLIENTS,
+		        [ADMIN_SHUTDOWN_WAIT_SERVERS] = SHUTDOWN_GRACEFUL,
+		};
+		static const char *const names[] = {"", " WAIT_FOR_CLIENTS", " WAIT_FOR_SERVERS"};
+		log_client(c, LL_INFO, "admin console: SHUTDOWN%s", names[cmd.shutdown]);
 		admin_command_complete(out, "SHUTDOWN");
-		runtime_request_shutdown(c->w->rt, mode);
-	} else {
+		runtime_request_shutdown(c->w->rt, modes[cmd.shutdown]);
+		break;
+	}
+	case ADMIN_SYNTAX:
+		admin_error(c, "42601", "%s", cmd.error);
+		break;
+	case ADMIN_UNKNOWN:
 		admin_error(c, "42601", "unknown command: %s (SHOW HELP lists them)", p);
+		break;
 	}
 	return true;
 }

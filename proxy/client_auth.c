@@ -224,12 +224,10 @@ static bool check_cleartext(struct client *c, const char *pw)
 
 static void scram_first(struct client *c, const uint8_t *body, uint32_t len)
 {
-	struct msg_reader r;
-	reader_init(&r, body, len);
-	const char *mech = reader_str(&r);
-	uint32_t n = reader_u32(&r);
-	const uint8_t *data = r.bad ? NULL : reader_bytes(&r, n);
-	if (!mech || r.bad || n == UINT32_MAX || !data || reader_left(&r) != 0) {
+	const char *mech;
+	const uint8_t *data;
+	uint32_t n;
+	if (!proto_parse_sasl_initial(body, len, &mech, &data, &n)) {
 		client_fatal(c, "08P01", "malformed SASLInitialResponse message");
 		return;
 	}
@@ -316,16 +314,15 @@ void client_auth_step(struct client *c)
 	switch (c->auth_step) {
 	case CA_CLEARTEXT:
 	case CA_MD5: {
-		const uint8_t *nul = memchr(body, '\0', blen);
-		if (!nul || (uint32_t)(nul - body) + 1 != blen) {
+		const char *pw = proto_parse_password(body, blen);
+		if (!pw) {
 			client_fatal(c, "08P01", "invalid password packet");
 			return;
 		}
 		bool ok = c->auth_step == CA_CLEARTEXT
-		        ? check_cleartext(c, (const char *)body)
+		        ? check_cleartext(c, pw)
 		        : (c->secret && secret_kind_of(c->secret) != SECRET_SCRAM &&
-		           md5_check_response(c->secret, c->user, c->md5_salt, (const char *)body,
-		                              blen - 1));
+		           md5_check_response(c->secret, c->user, c->md5_salt, pw, blen - 1));
 		if (!ok) {
 			auth_failed(c, c->secret ? "wrong password" : "no such user");
 			return;

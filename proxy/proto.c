@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/scram.h"
 #include "common/util.h"
 
 void params_init(struct params *p)
@@ -194,6 +195,95 @@ bool proto_parse_error(const uint8_t *body, size_t len, struct pg_error *out)
 			break;
 		}
 	}
+}
+
+bool proto_parse_auth_request(const uint8_t *body, size_t len, struct auth_request *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	out->code = reader_u32(&r);
+	if (r.bad) {
+		out->code = UINT32_MAX;
+		return false;
+	}
+	switch (out->code) {
+	case AUTH_REQ_MD5:
+		out->salt = reader_bytes(&r, 4);
+		return out->salt != NULL;
+	case AUTH_REQ_SASL:
+		for (;;) {
+			const char *mech = reader_str(&r);
+			if (!mech)
+				return false;
+			if (!*mech)
+				return true;
+			if (strcmp(mech, SCRAM_MECHANISM) == 0)
+				out->scram = true;
+			if (strcmp(mech, SCRAM_MECHANISM_PLUS) == 0)
+				out->scram_plus = true;
+		}
+	case AUTH_REQ_SASL_CONTINUE:
+	case AUTH_REQ_SASL_FINAL:
+		out->data_len = reader_left(&r);
+		out->data = reader_bytes(&r, out->data_len);
+		return out->data != NULL;
+	default:
+		return true;
+	}
+}
+
+bool proto_parse_param_status(const uint8_t *body, size_t len, const char **name,
+                              const char **value)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	*name = reader_str(&r);
+	*value = *name ? reader_str(&r) : NULL;
+	return *name && *value && **name;
+}
+
+bool proto_parse_backend_key(const uint8_t *body, size_t len, uint32_t *pid, uint32_t *key)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	*pid = reader_u32(&r);
+	*key = reader_u32(&r);
+	if (r.bad)
+		*pid = *key = 0;
+	return !r.bad;
+}
+
+bool proto_parse_row2(const uint8_t *body, size_t len, const uint8_t *col[2], uint32_t n[2])
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	if (reader_u16(&r) != 2)
+		return false;
+	for (int i = 0; i < 2; i++) {
+		n[i] = reader_u32(&r);
+		col[i] = n[i] == UINT32_MAX || r.bad ? NULL : reader_bytes(&r, n[i]);
+		if (!col[i] || memchr(col[i], 0, n[i]))
+			return false; /* NULL or malformed: not a setting */
+	}
+	return true;
+}
+
+const char *proto_parse_password(const uint8_t *body, size_t len)
+{
+	const uint8_t *nul = memchr(body, '\0', len);
+	return nul && (size_t)(nul - body) + 1 == len ? (const char *)body : NULL;
+}
+
+bool proto_parse_sasl_initial(const uint8_t *body, size_t len, const char **mechanism,
+                              const uint8_t **data, uint32_t *data_len)
+{
+	struct msg_reader r;
+	reader_init(&r, body, len);
+	*mechanism = reader_str(&r);
+	*data_len = reader_u32(&r);
+	*data = r.bad || *data_len == UINT32_MAX ? NULL : reader_bytes(&r, *data_len);
+	return *mechanism && *data && !r.bad && reader_left(&r) == 0;
 }
 
 void proto_error(struct pkt *p, const char *severity, const char *sqlstate, const char *fmt, ...)

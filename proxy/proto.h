@@ -79,6 +79,44 @@ struct pg_error {
 bool proto_parse_error(const uint8_t *body, size_t len, struct pg_error *out)
         __attribute__((warn_unused_result));
 
+/* An authentication request ('R') from a server: the parts pgmoat uses,
+ * pointing into the body. */
+struct auth_request {
+	uint32_t code; /* AUTH_REQ_*, or a method pgmoat does not support */
+	const uint8_t *salt; /* AUTH_REQ_MD5: 4 bytes */
+	/* AUTH_REQ_SASL: whether SCRAM_MECHANISM and SCRAM_MECHANISM_PLUS
+	 * are among the mechanisms offered */
+	bool scram, scram_plus;
+	const uint8_t *data; /* AUTH_REQ_SASL_CONTINUE and _FINAL: the SASL data */
+	size_t data_len;
+};
+/* False if the body is malformed: no code (out->code is then UINT32_MAX),
+ * an MD5 request without its salt, a SASL mechanism list without its
+ * terminator.  Other codes are not looked into. */
+bool proto_parse_auth_request(const uint8_t *body, size_t len, struct auth_request *out)
+        __attribute__((warn_unused_result));
+/* A ParameterStatus body: name and value point into it.  False unless it
+ * holds two strings and the name is not empty. */
+bool proto_parse_param_status(const uint8_t *body, size_t len, const char **name,
+                              const char **value) __attribute__((warn_unused_result));
+/* A BackendKeyData body (protocol 3.0: process id and 4-byte key); false
+ * if shorter. */
+bool proto_parse_backend_key(const uint8_t *body, size_t len, uint32_t *pid, uint32_t *key)
+        __attribute__((warn_unused_result));
+/* A DataRow body of exactly two non-NULL columns without NUL bytes (rows of
+ * pgmoat's own queries); col[i] points into the body, n[i] is its length. */
+bool proto_parse_row2(const uint8_t *body, size_t len, const uint8_t *col[2], uint32_t n[2])
+        __attribute__((warn_unused_result));
+
+/* A PasswordMessage body: one string filling it.  NULL if malformed. */
+const char *proto_parse_password(const uint8_t *body, size_t len);
+/* A SASLInitialResponse body: the mechanism's name, then the length and
+ * bytes of the client's first message (-1 for none is refused), nothing
+ * after.  False if malformed. */
+bool proto_parse_sasl_initial(const uint8_t *body, size_t len, const char **mechanism,
+                              const uint8_t **data, uint32_t *data_len)
+        __attribute__((warn_unused_result));
+
 /* Messages to clients */
 void proto_error(struct pkt *p, const char *severity, const char *sqlstate, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));

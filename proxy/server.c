@@ -210,11 +210,8 @@ void server_open(struct worker *w, struct pool *pool)
 
 void server_update_param(struct server *s, const uint8_t *body, uint32_t len)
 {
-	struct msg_reader r;
-	reader_init(&r, body, len);
-	const char *name = reader_str(&r);
-	const char *value = reader_str(&r);
-	if (name && value && *name)
+	const char *name, *value;
+	if (proto_parse_param_status(body, len, &name, &value))
 		params_set(&s->params, name, value);
 }
 
@@ -247,18 +244,10 @@ bool server_quiet(const struct server *s)
 /* A DataRow of two text columns. */
 static void query_row(struct server *s, const uint8_t *body, uint32_t len)
 {
-	struct msg_reader r;
-	reader_init(&r, body, len);
-	if (!s->query_rows || reader_u16(&r) != 2)
-		return;
 	const uint8_t *col[2];
 	uint32_t n[2];
-	for (int i = 0; i < 2; i++) {
-		n[i] = reader_u32(&r);
-		col[i] = n[i] == UINT32_MAX ? NULL : reader_bytes(&r, n[i]);
-		if (!col[i] || memchr(col[i], 0, n[i]))
-			return; /* NULL or malformed: not a setting */
-	}
+	if (!s->query_rows || !proto_parse_row2(body, len, col, n))
+		return;
 	char *name = xstrndup((const char *)col[0], n[0]);
 	char *value = xstrndup((const char *)col[1], n[1]);
 	params_set(s->query_rows, name, value);

@@ -200,15 +200,10 @@ static bool auth_cleartext(struct server *s)
 	return server_flush_own(s);
 }
 
-static bool auth_md5(struct server *s, struct msg_reader *r)
+static bool auth_md5(struct server *s, const uint8_t *salt)
 {
-	const uint8_t *salt = reader_bytes(r, 4);
 	SECRET_BUF(buf);
 	const char *secret = login_secret(s, buf, sizeof(buf));
-	if (!salt) {
-		server_login_failed(s, "08P01", "malformed MD5 authentication request from server");
-		return false;
-	}
 	if (!secret || secret_kind_of(secret) == SECRET_SCRAM) {
 		server_login_failed(
 		        s, "28P01",
@@ -222,23 +217,8 @@ static bool auth_md5(struct server *s, struct msg_reader *r)
 	return server_flush_own(s);
 }
 
-static bool auth_sasl_start(struct server *s, struct msg_reader *r)
+static bool auth_sasl_start(struct server *s, bool offered, bool plus)
 {
-	bool offered = false, plus = false;
-	for (;;) {
-		const char *mech = reader_str(r);
-		if (!mech) {
-			server_login_failed(s, "08P01",
-			                    "malformed SASL authentication request from server");
-			return false;
-		}
-		if (!*mech)
-			break;
-		if (strcmp(mech, SCRAM_MECHANISM) == 0)
-			offered = true;
-		if (strcmp(mech, SCRAM_MECHANISM_PLUS) == 0)
-			plus = true;
-	}
 	if (!offered) {
 		server_login_failed(s, "28000", "server offers no SASL mechanism pgmoat supports");
 		return false;
@@ -294,10 +274,8 @@ static bool auth_sasl_start(struct server *s, struct msg_reader *r)
 	return server_flush_own(s);
 }
 
-static bool auth_sasl_continue(struct server *s, struct msg_reader *r)
+static bool auth_sasl_continue(struct server *s, const uint8_t *in, size_t n)
 {
-	size_t n = reader_left(r);
-	const uint8_t *in = reader_bytes(r, n);
 	char *out = NULL;
 	size_t out_len = 0;
 	if (!s->scram_started || !in ||
@@ -311,10 +289,8 @@ static bool auth_sasl_continue(struct server *s, struct msg_reader *r)
 	return server_flush_own(s);
 }
 
-static bool auth_sasl_final(struct server *s, struct msg_reader *r)
+static bool auth_sasl_final(struct server *s, const uint8_t *in, size_t n)
 {
-	size_t n = reader_left(r);
-	const uint8_t *in = reader_bytes(r, n);
 	if (!s->scram_started || !in || scram_client_verify(&s->scram, in, n) != SCRAM_DONE) {
 		server_login_failed(s, "08P01", "SCRAM: the server's signature did not verify");
 		return false;
@@ -324,26 +300,32 @@ static bool auth_sasl_final(struct server *s, struct msg_reader *r)
 
 static bool handle_auth_request(struct server *s, const uint8_t *body, uint32_t len)
 {
-	struct msg_reader r;
-	reader_init(&r, body, len);
-	uint32_t code = reader_u32(&r);
-	if (r.bad) {
-		server_login_failed(s, "08P01", "malformed authentication request from server");
+	struct auth_request req;
+	if (!proto_parse_auth_request(body, len, &req)) {
+		server_login_failed(s, "08P01",
+		                    req.code == AUTH_REQ_MD5 ? "malformed MD5 authentication "
+		                                               "request from server"
+		                            : req.code == AUTH_REQ_SASL
+		                            ? "malformed SASL authentication "
+		                              "request from server"
+		                            : "malformed authentication "
+		                              "request from server");
 		return false;
 	}
+	uint32_t code = req.code;
 	switch (code) {
 	case AUTH_REQ_OK:
 		return true;
 	case AUTH_REQ_CLEARTEXT:
 		return auth_cleartext(s);
 	case AUTH_REQ_MD5:
-		return auth_md5(s, &r);
+		return auth_md5(s, req.salt);
 	case AUTH_REQ_SASL:
-		return auth_sasl_start(s, &r);
+		return auth_sasl_start(s, req.scram, req.scram_plus);
 	case AUTH_REQ_SASL_CONTINUE:
-		return auth_sasl_continue(s, &r);
+		return auth_sasl_continue(s, req.data, req.data_len);
 	case AUTH_REQ_SASL_FINAL:
-		return auth_sasl_final(s, &r);
+		return auth_sasl_final(s, req.data, req.data_len);
 	default: {
 		char msg[96];
 		snprintf(msg, sizeof(msg),
@@ -412,13 +394,14 @@ bool server_login_step(struct server *s)
 		case 'S':
 			server_update_param(s, body, blen);
 			break;
-		case 'K': {
-			struct msg_reader r;
-			reader_init(&r, body, blen);
-			s->backend_pid = reader_u32(&r);
-			s->backend_key = reader_u32(&r);
+		case 'K':
+			if (!proto_parse_backend_key(body, blen, &s->backend_pid,
+			                             &s->backend_key)) {
+				server_login_failed(s, "08P01",
+				                    "malformed BackendKeyData from server");
+				return false;
+			}
 			break;
-		}
 		case 'N':
 		case 'v':
 			break;
