@@ -235,9 +235,20 @@ static void test_keys_and_cancel(void)
 	PQclear(res);
 	while ((res = PQgetResult(c)) != NULL)
 		PQclear(res);
-	char *v = h_value(c, "select 'ok'");
-	is_str(v, "ok", "libpq: connection usable afterwards");
-	free(v);
+	/* PostgreSQL signals a canceled backend twice (its pid, then its
+	 * process group): on a loaded machine the second signal can land
+	 * after the first error, on the next query, which then fails with
+	 * 57014 too (it would on a direct connection as well).  The
+	 * connection stays usable either way: one retry, on 57014 only. */
+	res = PQexec(c, "select 'ok'");
+	if (PQresultStatus(res) == PGRES_FATAL_ERROR && strcmp(h_result_state(res), "57014") == 0) {
+		diag("the next query was canceled too (PostgreSQL's second cancel signal)");
+		PQclear(res);
+		res = PQexec(c, "select 'ok'");
+	}
+	is_str(PQresultStatus(res) == PGRES_TUPLES_OK ? PQgetvalue(res, 0, 0) : NULL, "ok",
+	       "libpq: connection usable afterwards");
+	PQclear(res);
 	PQfinish(c);
 }
 
