@@ -333,6 +333,10 @@ static void test_work(int pgport)
 	       N_CLIENTS + 1);
 	is_int((long)val("pgmoat_tls_handshakes_total", NOL), 0, "pgmoat_tls_handshakes_total 0");
 
+	/* A server opened for a client that another one's release served
+	 * first may still be logging in: awaited. */
+	wait_value("pgmoat_pool_servers", L("database", "app", "state", "connecting"), 0, 5);
+	wait_value("pgmoat_pool_servers", L("database", "app", "state", "active"), 0, 5);
 	double idle = val("pgmoat_pool_servers", L("database", "app", "state", "idle"));
 	double busy = val("pgmoat_pool_servers", L("database", "app", "state", "active")) +
 	        val("pgmoat_pool_servers", L("database", "app", "state", "connecting"));
